@@ -1,0 +1,73 @@
+"""idiomlens: mechanistic interpretability of idioms in transformer language models.
+
+The public API is re-exported here lazily, so ``import idiomlens`` is cheap and has no
+side effects; the first use of a name imports its module (and torch).
+
+>>> import idiomlens
+>>> model = idiomlens.tiny_model()
+>>> corpus = idiomlens.IdiomCorpus([idiomlens.IdiomExample("a", "He spilled the beans.", (3, 20))])
+>>> [al] = idiomlens.align(corpus, model)
+>>> al.span
+(2, 9)
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+__version__ = "0.1.0"
+
+_EXPORTS: dict[str, str] = {
+    # models
+    "load_model": "idiomlens.models",
+    "tiny_model": "idiomlens.models",
+    "tiny_tokenizer": "idiomlens.models",
+    # data
+    "IdiomExample": "idiomlens.data",
+    "IdiomCorpus": "idiomlens.data",
+    "AlignedExample": "idiomlens.data",
+    "AlignmentError": "idiomlens.data",
+    "Batch": "idiomlens.data",
+    "align": "idiomlens.data",
+    "iter_batches": "idiomlens.data",
+    "load_epie": "idiomlens.data",
+    "load_corpus": "idiomlens.data",
+    "demo_corpus": "idiomlens.data",
+    # scoring
+    "score_heads": "idiomlens.scoring",
+    "HeadScores": "idiomlens.scoring",
+    "detect_heads": "idiomlens.scoring",
+    "HeadDetection": "idiomlens.scoring",
+    "compare_scores": "idiomlens.scoring",
+    # attribution
+    "direct_logit_attribution": "idiomlens.attribution",
+    "DLAResult": "idiomlens.attribution",
+    # interventions
+    "ablation_hooks": "idiomlens.interventions",
+    "ablate_heads": "idiomlens.interventions",
+    "AblationResult": "idiomlens.interventions",
+    "patch_heads": "idiomlens.interventions",
+    "PatchingResult": "idiomlens.interventions",
+    "attribution_patch_heads": "idiomlens.interventions",
+    "make_patching_pairs": "idiomlens.interventions",
+    "idiom_awareness": "idiomlens.interventions",
+    "AwarenessResult": "idiomlens.interventions",
+    # runs
+    "run_analysis": "idiomlens.runs",
+}
+
+__all__ = sorted(_EXPORTS) + ["__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'idiomlens' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return __all__

@@ -1,0 +1,139 @@
+"""Tiny seeded models and a byte-level BPE tokenizer for tests, doctests and examples.
+
+Everything here is built offline in milliseconds: the tokenizer is trained with
+``tokenizers`` on a few sentences the package ships, the model is a randomly
+initialised ``HookedTransformer`` seeded locally (no global RNG is touched).
+"""
+
+from __future__ import annotations
+
+import tempfile
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+from transformer_lens import HookedTransformer, HookedTransformerConfig
+from transformers import AutoTokenizer, PreTrainedTokenizerFast
+
+__all__ = ["tiny_model", "tiny_tokenizer", "TINY_TEXT"]
+
+BOS = "<|endoftext|>"
+
+#: The text the tiny tokenizer is trained on (idiomatic and literal sentences).
+TINY_TEXT = """\
+He finally spilled the beans about the surprise party.
+She spilled the beans all over the kitchen floor.
+They kicked the bucket list off with a trip to Rome.
+The old farmer kicked the bucket last winter.
+It's raining cats and dogs, so don't forget your umbrella!
+We'll cross that bridge when we come to it.
+"Break a leg," she said, and he walked on stage.
+The exam was a piece of cake; I didn't even study.
+He let the cat out of the bag before dinner.
+Don't beat around the bush: tell me what happened.
+Once in a blue moon, the river floods the valley.
+You hit the nail on the head with that answer.
+The quick brown fox jumps over the lazy dog.
+"""
+
+
+@lru_cache(maxsize=4)
+def tiny_tokenizer(vocab_size: int = 300) -> PreTrainedTokenizerFast:
+    """A GPT-2-style byte-level BPE tokenizer trained on :data:`TINY_TEXT`.
+
+    Words carry their leading space (``" beans"``), the offset mapping is exact, and
+    ``<|endoftext|>`` is the BOS, EOS and padding token (id 0), as in GPT-2.
+
+    >>> tok = tiny_tokenizer()
+    >>> tok.bos_token_id
+    0
+    >>> tok.decode(tok("spilled the beans")["input_ids"])
+    'spilled the beans'
+    """
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    tok.post_processor = processors.ByteLevel(trim_offsets=False)
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=[BOS],
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tok.train_from_iterator(TINY_TEXT.splitlines(), trainer=trainer)
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, bos_token=BOS, eos_token=BOS, pad_token=BOS, unk_token=None
+    )
+    # Round-trip through a directory so the tokenizer has a ``name_or_path`` that
+    # TransformerLens can re-open offline (it reloads tokenizers with add_bos_token).
+    folder = Path(tempfile.mkdtemp(prefix="idiomlens-tiny-tokenizer-"))
+    fast.save_pretrained(folder)
+    return AutoTokenizer.from_pretrained(folder)
+
+
+def tiny_model(
+    *,
+    n_layers: int = 2,
+    n_heads: int = 4,
+    d_model: int = 32,
+    d_head: int = 8,
+    d_mlp: int | None = 64,
+    n_ctx: int = 64,
+    d_vocab: int | None = None,
+    positional_embedding_type: str = "standard",
+    normalization_type: str | None = "LN",
+    act_fn: str = "gelu",
+    attn_only: bool = False,
+    seed: int = 0,
+    dtype: torch.dtype = torch.float32,
+    device: str | torch.device = "cpu",
+    with_tokenizer: bool = True,
+) -> HookedTransformer:
+    """Build a small random ``HookedTransformer`` in milliseconds, seeded locally.
+
+    With ``with_tokenizer`` (default) the model carries :func:`tiny_tokenizer` and its
+    vocabulary size; otherwise ``d_vocab`` (default 100) is used and the model has no
+    tokenizer. ``positional_embedding_type`` may be ``"standard"`` or ``"rotary"``.
+
+    >>> model = tiny_model(n_layers=1)
+    >>> model.cfg.n_layers, model.cfg.n_heads
+    (1, 4)
+    >>> model(torch.tensor([[0, 5, 6]])).shape[:2]
+    torch.Size([1, 3])
+    """
+    tokenizer = tiny_tokenizer() if with_tokenizer else None
+    vocab = d_vocab or (len(tokenizer) if tokenizer is not None else 100)
+    cfg = HookedTransformerConfig(
+        n_layers=n_layers,
+        d_model=d_model,
+        n_heads=n_heads,
+        d_head=d_head,
+        d_mlp=None if attn_only else d_mlp,
+        d_vocab=vocab,
+        n_ctx=n_ctx,
+        act_fn=None if attn_only else act_fn,
+        attn_only=attn_only,
+        normalization_type=normalization_type,
+        positional_embedding_type=positional_embedding_type,
+        rotary_dim=d_head if positional_embedding_type == "rotary" else None,
+        default_prepend_bos=True,
+        seed=None,
+        dtype=dtype,
+        device=str(device),
+        model_name=f"tiny-{n_layers}l{n_heads}h-seed{seed}",
+    )
+    gen = torch.Generator().manual_seed(seed)
+    model = HookedTransformer(cfg, tokenizer=tokenizer, move_to_device=False)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if name.endswith(("W_Q", "W_K", "W_V", "W_O", "W_in", "W_out", "W_E", "W_pos", "W_U")):
+                std = 0.5 if name.endswith(("W_Q", "W_K")) else 0.1
+                param.copy_(torch.randn(param.shape, generator=gen) * std)
+            elif name.endswith(("b_Q", "b_K", "b_V", "b_O", "b_in", "b_out", "b_U")):
+                param.copy_(torch.randn(param.shape, generator=gen) * 0.02)
+    if torch.device(device) != torch.device("cpu"):
+        model.to(torch.device(device))
+    if dtype != torch.float32:
+        model.to(dtype)
+    return model.eval()
