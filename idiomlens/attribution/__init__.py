@@ -1,0 +1,1 @@
+"""attribution (in progress)."""
