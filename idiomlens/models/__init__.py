@@ -1,11 +1,15 @@
 """Model loading (the only place that constructs a model), hook sites and tiny test models."""
 
-from .load import load_model
+from .load import DEMO_MODEL_NAME, load_model
+from .native import load_hooked, save_hooked
 from .sites import attn_out_hook, pattern_hook, resid_pre_hook, z_hook
 from .tiny import tiny_model, tiny_tokenizer
 
 __all__ = [
     "load_model",
+    "DEMO_MODEL_NAME",
+    "save_hooked",
+    "load_hooked",
     "tiny_model",
     "tiny_tokenizer",
     "z_hook",
