@@ -1,0 +1,400 @@
+"""Activation patching: many cells per forward, equal to TransformerLens's patching.
+
+Semantics (METHODS.md, "Activation patching"), the same as
+``transformer_lens.patching.get_act_patch_*``: run the *corrupted* input, overwrite one
+activation cell (a head's ``hook_z`` at all positions or at one position, or the residual
+stream / attention output / MLP output at one position) with its value on the *clean*
+input, and apply ``metric`` to the logits. ``effects[cell] = metric(patched logits)``;
+subtract ``corrupted_metric`` (or use :attr:`PatchingResult.change`) for the change.
+
+Cost. TransformerLens runs one full forward and one host sync per cell. Here
+
+* the clean activations and the corrupted run's ``hook_resid_pre`` of every layer are
+  cached once (``names_filter``), and each layer's cells start at that layer with
+  ``model(resid, start_at_layer=layer)``: layers before the patched one are not recomputed;
+* ``C`` cells run in one forward as ``C`` patched copies of the batch stacked along the
+  batch axis; the metric is applied per copy (``torch.func.vmap(metric)`` when the metric
+  allows it, else a loop over copies that never calls ``.item()``);
+* values stay on the device until one transfer at the end.
+
+>>> import torch, idiomlens
+>>> model = idiomlens.tiny_model(n_layers=2, n_heads=4)
+>>> clean, corrupted = torch.tensor([[0, 5, 6, 7]]), torch.tensor([[0, 5, 9, 7]])
+>>> metric = lambda logits: logits[:, -1, 3].mean()
+>>> idiomlens.patch_heads(model, clean, corrupted, metric).effects.shape
+torch.Size([2, 4])
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import einops
+import torch
+from jaxtyping import Bool, Float, Int
+from torch import Tensor
+
+from ..models.sites import attn_out_hook, mlp_out_hook, resid_pre_hook, z_hook
+from .patching_result import PatchingResult
+
+__all__ = [
+    "PatchingResult",
+    "patch",
+    "patch_heads",
+    "patch_resid_pre",
+    "patch_attn_out",
+    "patch_mlp_out",
+    "patch_activation",
+    "cell_masks",
+    "PATCH_KINDS",
+]
+
+log = logging.getLogger(__name__)
+
+Metric = Callable[[Float[Tensor, "batch pos d_vocab"]], Float[Tensor, ""]]
+
+#: Elements of the stacked logits (cells x batch x pos x d_vocab) one forward may hold.
+DEFAULT_FORWARD_ELEMENTS = 2**23
+
+
+@dataclass(frozen=True)
+class PatchKind:
+    """Where a patching kind writes: a hook per layer, cells per head and/or position."""
+
+    hook: Callable[[int], str]
+    per_head: bool
+    by_position: bool
+
+    @property
+    def axes(self) -> tuple[str, ...]:
+        return (
+            ("layer",)
+            + (("pos",) if self.by_position else ())
+            + (("head",) if self.per_head else ())
+        )
+
+
+#: Registry of patching kinds; ``effects`` has the axes ``PATCH_KINDS[kind].axes``.
+PATCH_KINDS: dict[str, PatchKind] = {
+    "head_all_pos": PatchKind(z_hook, per_head=True, by_position=False),
+    "head_by_pos": PatchKind(z_hook, per_head=True, by_position=True),
+    "resid_pre": PatchKind(resid_pre_hook, per_head=False, by_position=True),
+    "attn_out": PatchKind(attn_out_hook, per_head=False, by_position=True),
+    "mlp_out": PatchKind(mlp_out_hook, per_head=False, by_position=True),
+}
+
+
+def get_kind(kind: str) -> PatchKind:
+    """Look ``kind`` up in :data:`PATCH_KINDS` with an error listing the known kinds."""
+    if kind not in PATCH_KINDS:
+        raise ValueError(f"unknown patching kind {kind!r}; known: {sorted(PATCH_KINDS)}")
+    return PATCH_KINDS[kind]
+
+
+# --------------------------------------------------------------------------- pure core
+
+
+def cell_masks(kind: str, n_pos: int, n_heads: int) -> Bool[Tensor, "cell pos unit"]:
+    """One boolean mask per cell of one layer, in the order of ``effects[layer]``.
+
+    ``unit`` is the head axis for head kinds and has size 1 otherwise. Cells are ordered
+    like TransformerLens's index frame: head (all-pos), pos then head (by-pos), pos.
+
+    >>> cell_masks("head_by_pos", n_pos=2, n_heads=2).int().tolist()[1]
+    [[0, 1], [0, 0]]
+    """
+    spec = get_kind(kind)
+    n_units = n_heads if spec.per_head else 1
+    grid = [n_pos] if spec.by_position else []
+    grid += [n_units] if spec.per_head else []
+    cells = torch.cartesian_prod(*[torch.arange(n) for n in grid]).reshape(-1, len(grid))
+    mask = torch.ones(cells.shape[0], n_pos, n_units, dtype=torch.bool)
+    col = 0
+    if spec.by_position:  # cell c patches position cells[c, 0] only
+        mask &= torch.arange(n_pos)[None, :, None] == cells[:, col, None, None]
+        col += 1
+    if spec.per_head:  # cell c patches head cells[c, col] only
+        mask &= torch.arange(n_units)[None, None, :] == cells[:, col, None, None]
+    return mask
+
+
+def patch_activation(
+    corrupted: Float[Tensor, "cell_batch pos *rest"],
+    clean: Float[Tensor, "batch pos *rest"],
+    mask: Bool[Tensor, "cell pos unit"],
+) -> Float[Tensor, "cell_batch pos *rest"]:
+    """Overwrite cell ``c``'s masked entries of copy ``c`` of the batch with ``clean``.
+
+    ``corrupted`` holds ``cell`` copies of the batch stacked along its first axis
+    (copy-major: rows ``c * batch .. (c + 1) * batch - 1`` belong to cell ``c``).
+    ``rest`` is ``(head_index, d_head)`` for ``hook_z`` (``unit`` = head) or
+    ``(d_model,)`` for residual-like sites (``unit`` = 1).
+
+    >>> out = patch_activation(torch.zeros(2, 3, 1), torch.ones(1, 3, 1),
+    ...                        torch.eye(2, 3, dtype=torch.bool)[:, :, None])
+    >>> out[:, :, 0].tolist()
+    [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]
+    """
+    n_cells, n_units = mask.shape[0], mask.shape[2]
+    shape = corrupted.shape
+    # [cell*batch, pos, *rest] -> [cell, batch, pos, unit, rest_flat]
+    stacked = corrupted.reshape(n_cells, -1, shape[1], n_units, math.prod(shape[2:]) // n_units)
+    source = clean.reshape(1, *stacked.shape[1:])
+    patched = torch.where(mask[:, None, :, :, None], source, stacked)
+    return patched.reshape(shape)
+
+
+# --------------------------------------------------------------------------- runner
+
+
+def check_pair(
+    clean_tokens: Tensor, corrupted_tokens: Tensor
+) -> tuple[Int[Tensor, "batch pos"], Int[Tensor, "batch pos"]]:
+    """Validate clean/corrupted token tensors (1-D is read as a batch of one)."""
+    clean = clean_tokens[None] if clean_tokens.ndim == 1 else clean_tokens
+    corrupted = corrupted_tokens[None] if corrupted_tokens.ndim == 1 else corrupted_tokens
+    if clean.ndim != 2 or clean.shape != corrupted.shape:
+        raise ValueError(
+            "clean and corrupted tokens must have the same [batch, pos] shape (patching needs "
+            f"length-matched pairs; see make_patching_pairs), got clean {tuple(clean_tokens.shape)}"
+            f" and corrupted {tuple(corrupted_tokens.shape)}"
+        )
+    if clean.is_floating_point() or corrupted.is_floating_point():
+        raise TypeError("clean and corrupted must be integer token ids, not floats")
+    return clean, corrupted
+
+
+def forward_kwargs(model: Any, tokens: Tensor, attention_mask: Tensor | None) -> dict[str, Any]:
+    """The ``attention_mask`` a plain ``model(tokens)`` would use, made explicit.
+
+    ``start_at_layer`` forwards cannot infer the mask, so it is passed to every forward;
+    for right padding (the default) it is ``None`` as in ``model(tokens)``.
+    """
+    tok = getattr(model, "tokenizer", None)
+    if attention_mask is None and tok is not None and tok.padding_side == "left":
+        from transformer_lens.utilities import get_attention_mask
+
+        attention_mask = get_attention_mask(tok, tokens, model.cfg.default_prepend_bos)
+    return {} if attention_mask is None else {"attention_mask": attention_mask.to(tokens.device)}
+
+
+class MetricApplier:
+    """Apply ``metric`` to each of ``C`` stacked copies of the batch, on the device.
+
+    Tries ``torch.func.vmap(metric)`` once; if the metric cannot be vmapped (``.item()``,
+    data-dependent control flow, ...) it falls back to a loop over copies for good.
+    """
+
+    def __init__(self, metric: Metric):
+        self.metric = metric
+        self.use_vmap = True
+
+    def __call__(self, logits: Float[Tensor, "cell_batch pos d_vocab"], n_cells: int) -> Tensor:
+        per_cell = logits.reshape(n_cells, -1, *logits.shape[1:])
+        if self.use_vmap:
+            try:
+                return torch.func.vmap(self.metric)(per_cell).reshape(n_cells)
+            except Exception as err:  # noqa: BLE001 - any vmap failure means "loop instead"
+                log.debug("metric is not vmappable (%s); applying it per cell", err)
+                self.use_vmap = False
+        return torch.stack([torch.as_tensor(self.metric(x)).reshape(()) for x in per_cell])
+
+
+def default_cells_per_forward(model: Any, n_rows: int, n_pos: int) -> int:
+    """Cells per forward so that the stacked logits stay under ``DEFAULT_FORWARD_ELEMENTS``."""
+    width = max(model.cfg.d_vocab_out, model.cfg.d_mlp or 0, model.cfg.d_model)
+    return max(1, DEFAULT_FORWARD_ELEMENTS // (n_rows * n_pos * width))
+
+
+def run_cells(
+    model: Any,
+    clean: Int[Tensor, "batch pos"],
+    corrupted: Int[Tensor, "batch pos"],
+    metric: Metric,
+    *,
+    hook: Callable[[int], str],
+    masks: Mapping[int, Bool[Tensor, "cell pos unit"]],
+    cells_per_forward: int | None = None,
+    attention_mask: Tensor | None = None,
+    progress: bool = False,
+) -> tuple[dict[int, Float[Tensor, " cell"]], Float[Tensor, "2"]]:
+    """Patch every cell of ``masks[layer]`` at ``hook(layer)``; the core of all kinds.
+
+    Returns ``({layer: metric per cell}, [clean_metric, corrupted_metric])`` on the device.
+    """
+    layers = sorted(masks)
+    kwargs = forward_kwargs(model, corrupted, attention_mask)
+    names = {hook(layer) for layer in layers}
+    resid_names = {resid_pre_hook(layer) for layer in layers}
+    with torch.no_grad():
+        clean_logits, clean_cache = model.run_with_cache(
+            clean, names_filter=lambda n: n in names, **forward_kwargs(model, clean, attention_mask)
+        )
+        corrupt_logits, corrupt_cache = model.run_with_cache(
+            corrupted, names_filter=lambda n: n in resid_names, **kwargs
+        )
+        baselines = torch.stack([metric(clean_logits), metric(corrupt_logits)]).reshape(2)
+        del clean_logits, corrupt_logits
+        apply_metric = MetricApplier(metric)
+        n_rows, n_pos = corrupted.shape
+        per_forward = cells_per_forward or default_cells_per_forward(model, n_rows, n_pos)
+        chunks = [
+            (layer, chunk) for layer in layers for chunk in torch.split(masks[layer], per_forward)
+        ]
+        out: dict[int, list[Tensor]] = {layer: [] for layer in layers}
+        for layer, chunk in _progress(chunks, progress):
+            resid = corrupt_cache[resid_pre_hook(layer)]
+            out[layer].append(
+                _forward_chunk(
+                    model, layer, resid, clean_cache[hook(layer)], chunk, hook, apply_metric, kwargs
+                )
+            )
+    return {layer: torch.cat(values) for layer, values in out.items()}, baselines
+
+
+def _forward_chunk(
+    model: Any,
+    layer: int,
+    resid: Tensor,
+    clean_act: Tensor,
+    mask: Tensor,
+    hook: Callable[[int], str],
+    apply_metric: MetricApplier,
+    kwargs: dict[str, Any],
+) -> Tensor:
+    n_cells = mask.shape[0]
+    mask = mask.to(resid.device)
+
+    def patch_hook(act: Tensor, hook: Any) -> Tensor:
+        return patch_activation(act, clean_act, mask)
+
+    # [batch, pos, d_model] -> [cell*batch, pos, d_model], copy-major
+    stacked = einops.repeat(resid, "b p d -> (c b) p d", c=n_cells)
+    stacked_kwargs = {k: einops.repeat(v, "b p -> (c b) p", c=n_cells) for k, v in kwargs.items()}
+    with model.hooks(fwd_hooks=[(hook(layer), patch_hook)]):
+        logits = model(stacked, start_at_layer=layer, **stacked_kwargs)
+    return apply_metric(logits, n_cells)
+
+
+def _progress(items: list, enabled: bool) -> Any:
+    if not enabled:
+        return items
+    from tqdm.auto import tqdm
+
+    return tqdm(items, desc="patching", unit="forward")
+
+
+# --------------------------------------------------------------------------- public API
+
+
+def patch(
+    model: Any,
+    clean_tokens: Int[Tensor, "batch pos"],
+    corrupted_tokens: Int[Tensor, "batch pos"],
+    metric: Metric,
+    *,
+    kind: str = "head_all_pos",
+    layers: list[int] | None = None,
+    cells_per_forward: int | None = None,
+    attention_mask: Int[Tensor, "batch pos"] | None = None,
+    ids: tuple[str, ...] = (),
+    progress: bool = False,
+) -> PatchingResult:
+    """Activation patching of every cell of one kind; ``effects`` has ``PATCH_KINDS[kind].axes``.
+
+    Args:
+        model: a ``HookedTransformer``.
+        clean_tokens, corrupted_tokens: ``[batch, pos]`` token ids of equal shape (a
+            1-D tensor is a batch of one). The patch applies to every row at once.
+        metric: ``logits [batch, pos, d_vocab] -> scalar tensor``, as in TransformerLens.
+            It is called on the logits of a whole (patched) corrupted batch.
+        kind: ``"head_all_pos"`` ``[layer, head]``, ``"head_by_pos"`` ``[layer, pos, head]``,
+            ``"resid_pre"`` / ``"attn_out"`` / ``"mlp_out"`` ``[layer, pos]``.
+        layers: patch only these layers (others are ``nan``); default all.
+        cells_per_forward: patched copies per forward; default keeps the stacked logits
+            under ``DEFAULT_FORWARD_ELEMENTS`` elements.
+        attention_mask: for left-padded input (``Batch.forward_kwargs()``); the same mask
+            serves both runs.
+        ids: pair ids kept on the result.
+        progress: show a progress bar over forwards.
+
+    Returns:
+        :class:`PatchingResult`; ``effects`` equals the matching
+        ``transformer_lens.patching.get_act_patch_*`` output.
+    """
+    spec = get_kind(kind)
+    clean, corrupted = check_pair(clean_tokens, corrupted_tokens)
+    if model.cfg.positional_embedding_type == "shortformer":
+        raise NotImplementedError("patching does not support shortformer positional embeddings")
+    n_layers, n_pos, n_heads = model.cfg.n_layers, corrupted.shape[1], model.cfg.n_heads
+    layers = list(range(n_layers)) if layers is None else sorted(set(layers))
+    masks = cell_masks(kind, n_pos, n_heads)
+    values, baselines = run_cells(
+        model,
+        clean,
+        corrupted,
+        metric,
+        hook=spec.hook,
+        masks=dict.fromkeys(layers, masks),
+        cells_per_forward=cells_per_forward,
+        attention_mask=attention_mask,
+        progress=progress,
+    )
+    grid = [n_pos] if spec.by_position else []
+    grid += [n_heads] if spec.per_head else []
+    effects = torch.full((n_layers, *grid), float("nan"), device=baselines.device)
+    for layer, v in values.items():
+        effects[layer] = v.reshape(grid)
+    clean_metric, corrupted_metric = baselines.tolist()  # the one host sync
+    return PatchingResult(
+        effects=effects.cpu(),
+        kind=kind,
+        axes=spec.axes,
+        clean_metric=clean_metric,
+        corrupted_metric=corrupted_metric,
+        method="exact",
+        ids=tuple(ids),
+    )
+
+
+def patch_heads(
+    model: Any,
+    clean_tokens: Int[Tensor, "batch pos"],
+    corrupted_tokens: Int[Tensor, "batch pos"],
+    metric: Metric,
+    *,
+    by_position: bool = False,
+    **kwargs: Any,
+) -> PatchingResult:
+    """Patch each head's ``hook_z`` from clean into corrupted: ``[layer, head]`` or ``[layer, pos, head]``.
+
+    Equal to ``get_act_patch_attn_head_out_all_pos`` (``by_position=False``) /
+    ``get_act_patch_attn_head_out_by_pos`` (``True``). Other keywords as in :func:`patch`.
+    """
+    kind = "head_by_pos" if by_position else "head_all_pos"
+    return patch(model, clean_tokens, corrupted_tokens, metric, kind=kind, **kwargs)
+
+
+def patch_resid_pre(
+    model: Any, clean_tokens: Tensor, corrupted_tokens: Tensor, metric: Metric, **kwargs: Any
+) -> PatchingResult:
+    """Patch ``blocks.{l}.hook_resid_pre`` per position: ``[layer, pos]`` (``get_act_patch_resid_pre``)."""
+    return patch(model, clean_tokens, corrupted_tokens, metric, kind="resid_pre", **kwargs)
+
+
+def patch_attn_out(
+    model: Any, clean_tokens: Tensor, corrupted_tokens: Tensor, metric: Metric, **kwargs: Any
+) -> PatchingResult:
+    """Patch ``blocks.{l}.hook_attn_out`` per position: ``[layer, pos]`` (``get_act_patch_attn_out``)."""
+    return patch(model, clean_tokens, corrupted_tokens, metric, kind="attn_out", **kwargs)
+
+
+def patch_mlp_out(
+    model: Any, clean_tokens: Tensor, corrupted_tokens: Tensor, metric: Metric, **kwargs: Any
+) -> PatchingResult:
+    """Patch ``blocks.{l}.hook_mlp_out`` per position: ``[layer, pos]`` (``get_act_patch_mlp_out``)."""
+    return patch(model, clean_tokens, corrupted_tokens, metric, kind="mlp_out", **kwargs)
