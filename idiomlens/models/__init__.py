@@ -1,5 +1,7 @@
 """Model loading (the only place that constructs a model), hook sites and tiny test models."""
 
+from .hf import SUPPORTED_ARCHITECTURES
+from .info import DEFAULT_PROCESSING, NO_PROCESSING, ModelInfo, Processing, model_info
 from .load import DEMO_MODEL_NAME, load_model
 from .native import load_hooked, save_hooked
 from .sites import attn_out_hook, pattern_hook, resid_pre_hook, z_hook
@@ -8,6 +10,12 @@ from .tiny import tiny_model, tiny_tokenizer
 __all__ = [
     "load_model",
     "DEMO_MODEL_NAME",
+    "model_info",
+    "ModelInfo",
+    "Processing",
+    "DEFAULT_PROCESSING",
+    "NO_PROCESSING",
+    "SUPPORTED_ARCHITECTURES",
     "save_hooked",
     "load_hooked",
     "tiny_model",
