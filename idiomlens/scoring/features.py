@@ -148,9 +148,7 @@ def _order_keys(pattern: Tensor, valid: Tensor, dim: int) -> Tensor:
     return torch.where(valid[:, None], bits * size + index, -1)
 
 
-def _topk_fraction(
-    pattern: Tensor, valid: Tensor, items: Tensor, k: Tensor, dim: int
-) -> Tensor:
+def _topk_fraction(pattern: Tensor, valid: Tensor, items: Tensor, k: Tensor, dim: int) -> Tensor:
     """Mean over scored rows (``dim=-1``) or columns (``dim=-2``) of the item fraction.
 
     For each row (column) with ``K = k[..] > 0`` take its top-``K`` candidates (value
@@ -200,7 +198,9 @@ def attention_features(
     return torch.stack([mean, neg_std, max_feat, phrase], dim=-1)
 
 
-def output_gram(W_O: Float[Tensor, "head_index d_head d_model"]) -> Float[Tensor, "head_index d_head d_head"]:
+def output_gram(
+    W_O: Float[Tensor, "head_index d_head d_model"],
+) -> Float[Tensor, "head_index d_head d_head"]:
     """Per-head Gram matrices ``W_O[h] W_O[h]^T`` (float32), so ``||z W_O[h]||^2 = z G z^T``."""
     W_O = W_O.float()
     return einops.einsum(W_O, W_O, "h d m, h e m -> h d e")

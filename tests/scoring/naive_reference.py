@@ -116,7 +116,9 @@ def naive_share(z, W_O):
     T, H = z.shape[0], z.shape[1]
     out = []
     for p in range(T):
-        norms = [torch.linalg.vector_norm(z[p, h].double() @ W_O[h].double()).item() for h in range(H)]
+        norms = [
+            torch.linalg.vector_norm(z[p, h].double() @ W_O[h].double()).item() for h in range(H)
+        ]
         tot = sum(norms)
         out.append([x / tot if tot > 0 else 0.0 for x in norms])
     return out
@@ -124,15 +126,17 @@ def naive_share(z, W_O):
 
 def naive_example(model, tokens, s, e, p0, kind, layers=None):
     """Features [layer, head, 5] of one example via run_with_cache, like the thesis."""
-    names = [f"blocks.{l}.attn.hook_pattern" for l in range(model.cfg.n_layers)]
-    names += [f"blocks.{l}.attn.hook_z" for l in range(model.cfg.n_layers)]
+    names = [f"blocks.{layer}.attn.hook_pattern" for layer in range(model.cfg.n_layers)]
+    names += [f"blocks.{layer}.attn.hook_z" for layer in range(model.cfg.n_layers)]
     _, cache = model.run_with_cache(torch.tensor([tokens]), names_filter=lambda n: n in names)
     fn = idiom_features if kind == "idiom" else literal_features
     layers = range(model.cfg.n_layers) if layers is None else layers
     out = []
-    for l in layers:
-        pat = cache[f"blocks.{l}.attn.hook_pattern"][0].float()
-        share = naive_share(cache[f"blocks.{l}.attn.hook_z"][0], model.blocks[l].attn.W_O.detach())
+    for layer in layers:
+        pat = cache[f"blocks.{layer}.attn.hook_pattern"][0].float()
+        share = naive_share(
+            cache[f"blocks.{layer}.attn.hook_z"][0], model.blocks[layer].attn.W_O.detach()
+        )
         row = []
         for h in range(model.cfg.n_heads):
             A = pat[h].tolist()

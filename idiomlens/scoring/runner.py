@@ -1,0 +1,200 @@
+"""``score_heads``: stream a corpus through the model, scoring every head inside hooks.
+
+For each padded batch the model runs once, up to the last scored layer
+(``stop_at_layer``); a hook on each layer's ``hook_pattern`` reduces the pattern to the
+four attention features and a hook on ``hook_z`` to the output-share feature, both in
+float32, and nothing else is kept. Batches are sized by a token budget, so memory is
+bounded by the longest sentence, not the corpus.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from functools import partial
+from typing import Any
+
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from ..data.align import AlignedExample, AlignmentError, align
+from ..data.batching import Batch, iter_batches
+from ..models.sites import pattern_hook, z_hook
+from .features import (
+    FEATURE_NAMES,
+    KINDS,
+    ScoringLayout,
+    attention_features,
+    contribution_feature,
+    output_gram,
+)
+from .result import HeadScores
+
+__all__ = ["score_heads", "score_heads_both", "as_aligned", "check_layers"]
+
+log = logging.getLogger(__name__)
+
+
+def as_aligned(corpus: Iterable[Any], model: Any) -> list[AlignedExample]:
+    """``corpus`` as aligned examples: an already aligned list passes through (checked
+    against the context length); anything else goes through :func:`~idiomlens.align`.
+
+    Raises :class:`~idiomlens.data.AlignmentError` naming the first example that does not
+    fit, before any compute.
+    """
+    items = list(corpus)
+    if not items:
+        raise ValueError("the corpus is empty")
+    if not all(isinstance(x, AlignedExample) for x in items):
+        return list(align(items, model))
+    n_ctx = getattr(model.cfg, "n_ctx", None)
+    for ex in items:
+        if n_ctx is not None and len(ex) > n_ctx:
+            raise AlignmentError(
+                f"example {ex.id!r}: {len(ex)} tokens, longer than the context ({n_ctx})"
+            )
+    return items
+
+
+def check_layers(model: Any, layers: Sequence[int] | None) -> tuple[int, ...]:
+    """Validated, sorted, unique layer indices (all layers when ``None``)."""
+    n_layers = model.cfg.n_layers
+    if layers is None:
+        return tuple(range(n_layers))
+    out = tuple(sorted(set(int(layer) for layer in layers)))
+    if not out or out[0] < 0 or out[-1] >= n_layers:
+        raise ValueError(f"layers must be non-empty and within 0..{n_layers - 1}, got {layers}")
+    return out
+
+
+def _pattern_hook(pattern: Tensor, hook: Any, *, out: Tensor, slot: int, layout) -> None:
+    out[:, slot, :, :4] = attention_features(pattern, layout)
+
+
+def _z_hook(z: Tensor, hook: Any, *, out: Tensor, slot: int, layout, gram: Tensor) -> None:
+    out[:, slot, :, 4] = contribution_feature(z, gram, layout)
+
+
+def _score_batch(
+    model: Any, batch: Batch, kind: str, layers: tuple[int, ...], grams: list[Tensor]
+) -> Tensor:
+    """Features ``[batch, len(layers), head, 5]`` of one batch (float32)."""
+    layout = ScoringLayout.from_batch(batch, kind)
+    out = torch.zeros(
+        batch.size, len(layers), model.cfg.n_heads, len(FEATURE_NAMES), device=batch.tokens.device
+    )
+    hooks = []
+    for slot, layer in enumerate(layers):
+        hooks.append(
+            (pattern_hook(layer), partial(_pattern_hook, out=out, slot=slot, layout=layout))
+        )
+        z_fn = partial(_z_hook, out=out, slot=slot, layout=layout, gram=grams[slot])
+        hooks.append((z_hook(layer), z_fn))
+    model.run_with_hooks(
+        batch.tokens,
+        fwd_hooks=hooks,
+        stop_at_layer=layers[-1] + 1,
+        **batch.forward_kwargs(),
+    )
+    return out
+
+
+def score_heads(
+    model: Any,
+    corpus: Iterable[Any],
+    *,
+    kind: str = "idiom",
+    batch_size: int | None = None,
+    batch_tokens: int | None = None,
+    padding_side: str = "right",
+    layers: Sequence[int] | None = None,
+    progress: bool = True,
+) -> HeadScores:
+    """Score every attention head on every example for idiom or literal processing.
+
+    Args:
+        model: a ``HookedTransformer`` (any dtype; features are computed in float32).
+        corpus: an :class:`~idiomlens.IdiomCorpus` / iterable of examples (aligned with
+            the model's tokenizer) or a list of already aligned examples.
+        kind: ``"idiom"`` (features over the idiom span ``I``) or ``"literal"`` (over
+            the literal set ``L``), as in METHODS.md.
+        batch_size: at most this many examples per forward pass.
+        batch_tokens: padded-token budget per batch (default 8192); an example longer
+            than the budget runs alone.
+        padding_side: ``"right"`` (default) or ``"left"``; results do not depend on it.
+        layers: layers to score (default all); the forward stops after the last one.
+        progress: show a tqdm bar over examples.
+
+    Returns:
+        :class:`HeadScores` with ``features [example, layer, head, 5]`` and
+        ``scores = sigmoid(features.sum(-1))`` in corpus order.
+
+    >>> from idiomlens.models import tiny_model
+    >>> from idiomlens.data import IdiomExample
+    >>> model = tiny_model()
+    >>> res = score_heads(model, [IdiomExample("a", "He spilled the beans.", (3, 20))],
+    ...                   progress=False)
+    >>> tuple(res.scores.shape)
+    (1, 2, 4)
+    """
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    aligned = as_aligned(corpus, model)
+    layer_ids = check_layers(model, layers)
+    grams = [output_gram(model.blocks[layer].attn.W_O.detach()) for layer in layer_ids]
+    features = torch.zeros(len(aligned), len(layer_ids), model.cfg.n_heads, len(FEATURE_NAMES))
+    batches = iter_batches(
+        aligned,
+        batch_tokens=batch_tokens,
+        batch_size=batch_size,
+        padding_side=padding_side,
+        device=model.cfg.device,
+    )
+    with (
+        torch.inference_mode(),
+        tqdm(total=len(aligned), disable=not progress, desc=f"{kind} scores", unit="ex") as bar,
+    ):
+        for batch in batches:
+            features[batch.indices.cpu()] = _score_batch(model, batch, kind, layer_ids, grams).cpu()
+            bar.update(batch.size)
+    meta = _meta(model, aligned, kind, padding_side, batch_size, batch_tokens)
+    return HeadScores(
+        ids=tuple(ex.id for ex in aligned),
+        features=features,
+        scores=torch.sigmoid(features.sum(-1)),
+        feature_names=FEATURE_NAMES,
+        kind=kind,
+        layers=layer_ids,
+        meta=meta,
+    )
+
+
+def score_heads_both(model: Any, corpus: Iterable[Any], **kwargs: Any) -> dict[str, HeadScores]:
+    """``{"idiom": ..., "literal": ...}``, aligning the corpus once."""
+    aligned = as_aligned(corpus, model)
+    return {kind: score_heads(model, aligned, kind=kind, **kwargs) for kind in KINDS}
+
+
+def _meta(model, aligned, kind, padding_side, batch_size, batch_tokens) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    import hashlib
+
+    from .. import __version__
+
+    digest = hashlib.sha256()
+    for ex in aligned:
+        digest.update(repr((ex.id, ex.tokens, ex.span, ex.p0)).encode())
+    cfg = model.cfg
+    return {
+        "model_name": str(getattr(cfg, "model_name", "")),
+        "n_layers": int(cfg.n_layers),
+        "n_heads": int(cfg.n_heads),
+        "dtype": str(cfg.dtype),
+        "kind": kind,
+        "padding_side": padding_side,
+        "batch_size": batch_size,
+        "batch_tokens": batch_tokens,
+        "corpus_hash": digest.hexdigest(),
+        "n_examples": len(aligned),
+        "idiomlens_version": __version__,
+    }
