@@ -1,8 +1,20 @@
 """Idiom data: examples and corpora, readers, span alignment and batching."""
 
-from .align import AlignedCorpus, AlignedExample, AlignmentError, align, get_tokenizer
+from .align import (
+    AlignedCorpus,
+    AlignedExample,
+    AlignmentError,
+    align,
+    alignment_report,
+    core_span,
+    get_tokenizer,
+)
 from .batching import Batch, iter_batches, make_batch
+from .demo import demo_corpus
+from .detok import detokenize
+from .epie import EPIE_SPLITS, load_epie
 from .example import IdiomCorpus, IdiomExample
+from .readers import load_corpus
 
 __all__ = [
     "IdiomExample",
@@ -11,8 +23,15 @@ __all__ = [
     "AlignedCorpus",
     "AlignmentError",
     "align",
+    "alignment_report",
+    "core_span",
     "get_tokenizer",
     "Batch",
     "iter_batches",
     "make_batch",
+    "detokenize",
+    "EPIE_SPLITS",
+    "load_epie",
+    "load_corpus",
+    "demo_corpus",
 ]

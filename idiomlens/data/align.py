@@ -2,7 +2,24 @@
 
 The idiom token span ``I = [s, e]`` (inclusive) is the set of tokens whose character
 offsets overlap the example's span ``[a, b)``, read from the fast tokenizer's offset
-mapping. BOS, when prepended, is token 0 and never inside ``I`` (``s >= p0``).
+mapping, after whitespace at the span's edges is trimmed (:func:`core_span`). BOS, when
+prepended, is token 0 and never inside ``I`` (``s >= p0``).
+
+Tokenizer conventions this handles (tested in ``tests/data``):
+
+* byte-level BPE (GPT-2, Pythia, Llama-3, Qwen2): words carry their leading space
+  (``" beans"``, offsets include the space); the span starts at the word's token.
+* SentencePiece-style / ``Metaspace`` (Llama-2, T5, Gemma): ``"▁beans"`` offsets also
+  include the space; a prepended ``"▁"`` at the start of the text is reported at the
+  first character, and a lone ``"▁"`` before a word (when the word does not merge with
+  it) covers only the space and is therefore *not* in the span.
+* characters the tokenizer's normalizer drops (e.g. a zero-width space under a BERT
+  normalizer) have no token: a span of only such characters raises
+  :class:`AlignmentError` naming the example.
+
+Slow (Python) tokenizers have no offset mapping and are rejected with a ``TypeError``.
+:func:`alignment_report` checks a whole corpus: does each token span cover the idiom
+and little else?
 """
 
 from __future__ import annotations
@@ -14,7 +31,15 @@ from typing import Any
 
 from .example import IdiomExample
 
-__all__ = ["AlignedExample", "AlignedCorpus", "AlignmentError", "align", "get_tokenizer"]
+__all__ = [
+    "AlignedExample",
+    "AlignedCorpus",
+    "AlignmentError",
+    "align",
+    "align_one",
+    "core_span",
+    "get_tokenizer",
+]
 
 log = logging.getLogger(__name__)
 
@@ -84,6 +109,28 @@ def _context_length(tokenizer_or_model: Any, max_length: int | None) -> int | No
     return getattr(cfg, "n_ctx", None)
 
 
+def core_span(example: IdiomExample) -> tuple[int, int]:
+    """The example's span without leading/trailing whitespace (what alignment matches).
+
+    Whitespace at the span's edges is not part of the idiom: with a byte-level BPE a
+    trailing space would otherwise pull in the next word's token (``" about"``), and with
+    a SentencePiece-style tokenizer a leading space is a lone ``"▁"`` token. A span of
+    whitespace only has no idiom at all and raises :class:`AlignmentError`.
+
+    >>> core_span(IdiomExample("a", "He spilled the beans .", (2, 21)))
+    (3, 20)
+    """
+    a, b = example.span
+    idiom = example.text[a:b]
+    stripped = idiom.lstrip()
+    if not stripped.strip():
+        raise AlignmentError(
+            f"example {example.id!r}: span {example.span} ({idiom!r}) is only whitespace"
+        )
+    a += len(idiom) - len(stripped)
+    return a, a + len(stripped.rstrip())
+
+
 def align_one(
     example: IdiomExample,
     tokenizer: Any,
@@ -106,11 +153,12 @@ def align_one(
         if bos is None:
             raise AlignmentError(f"example {example.id!r}: tokenizer has no BOS token")
         ids, offsets, p0 = [bos, *ids], [(0, 0), *offsets], 1
-    a, b = example.span
+    a, b = core_span(example)
     inside = [i for i in range(p0, len(ids)) if offsets[i][0] < b and offsets[i][1] > a]
     if not inside:
         raise AlignmentError(
-            f"example {example.id!r}: span {example.span} ({example.idiom!r}) covers no token"
+            f"example {example.id!r}: span {example.span} ({example.idiom!r}) covers no token "
+            "(the tokenizer's normalizer may drop these characters)"
         )
     if max_length is not None and len(ids) > max_length:
         raise AlignmentError(
@@ -170,3 +218,79 @@ def align(
             skipped[ex.id] = str(err)
             log.warning("skipping: %s", err)
     return AlignedCorpus(out, skipped)
+
+
+def alignment_report(
+    corpus: Iterable[IdiomExample],
+    aligned: AlignedCorpus | Iterable[AlignedExample],
+    *,
+    max_extra: int = 2,
+    tokenizer: Any = None,
+) -> Any:
+    """Per example: does the token span cover the idiom and little else?
+
+    For each corpus example, the characters covered by its token span ``[s, e]``
+    (``text[offsets[s][0] : offsets[e][1]]``) are compared with the idiom's characters
+    (the span with edge whitespace trimmed, :func:`core_span`). The alignment is *clean*
+    when the token span covers every idiom character and adds at most ``max_extra``
+    non-whitespace characters (e.g. the ``n`` of ``don`` when the idiom ends at ``do``
+    in ``don't`` under GPT-2's pre-tokenizer). Examples that were not aligned (skipped)
+    are rows with ``aligned=False`` and count as not clean.
+
+    Args:
+        corpus: the examples that were aligned.
+        aligned: the result of :func:`align` on them (matched by id).
+        max_extra: the most extra non-whitespace characters a clean span may cover.
+        tokenizer: optional; adds a ``decoded`` column (``tokenizer.decode`` of the span).
+
+    Returns:
+        A ``pandas.DataFrame`` in corpus order with columns ``id, idiom, span_text,
+        s, e, n_tokens, covers, extra_chars, clean, aligned, reason`` (plus ``decoded``);
+        ``df.attrs["clean_fraction"]`` is the fraction of clean rows.
+
+    >>> from idiomlens.models import tiny_tokenizer
+    >>> ex = IdiomExample("a", "He spilled the beans.", (3, 20))
+    >>> df = alignment_report([ex], align([ex], tiny_tokenizer()))
+    >>> df.loc[0, "span_text"], bool(df.loc[0, "clean"]), df.attrs["clean_fraction"]
+    (' spilled the beans', True, 1.0)
+    """
+    import pandas as pd
+
+    by_id = {al.id: al for al in aligned}
+    skipped = getattr(aligned, "skipped", {})
+    rows = []
+    for ex in corpus:
+        al = by_id.get(ex.id)
+        row: dict[str, Any] = {"id": ex.id, "idiom": ex.idiom}
+        if al is None:
+            row.update(aligned=False, covers=False, clean=False, extra_chars=-1)
+            row.update(reason=skipped.get(ex.id, "not in the aligned corpus"))
+        else:
+            row.update(_coverage(ex, al, max_extra), aligned=True, reason="")
+            if tokenizer is not None:
+                row["decoded"] = tokenizer.decode(list(al.tokens[al.span[0] : al.span[1] + 1]))
+        rows.append(row)
+    columns = ["id", "idiom", "span_text", "s", "e", "n_tokens", "covers", "extra_chars"]
+    columns += ["clean", "aligned", "reason"] + (["decoded"] if tokenizer is not None else [])
+    df = pd.DataFrame(rows, columns=columns)
+    df.attrs["clean_fraction"] = float(df["clean"].mean()) if len(df) else 1.0
+    return df
+
+
+def _coverage(ex: IdiomExample, al: AlignedExample, max_extra: int) -> dict[str, Any]:
+    """Coverage of one aligned example: characters covered, extras, cleanliness."""
+    s, e = al.span
+    lo, hi = al.offsets[s][0], al.offsets[e][1]
+    a, b = core_span(ex)
+    covers = lo <= a and hi >= b
+    outside = ex.text[lo:a] + ex.text[b:hi] if covers else ex.text[lo:hi]
+    extra = sum(not ch.isspace() for ch in outside) if covers else -1
+    return {
+        "span_text": ex.text[lo:hi],
+        "s": s,
+        "e": e,
+        "n_tokens": e - s + 1,
+        "covers": covers,
+        "extra_chars": extra,
+        "clean": covers and extra <= max_extra,
+    }

@@ -11,7 +11,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, overload
@@ -102,9 +102,17 @@ class IdiomCorpus(Sequence[IdiomExample]):
     (1, 'Break a leg')
     """
 
-    def __init__(self, examples: Iterable[IdiomExample], *, name: str = "corpus") -> None:
+    def __init__(
+        self,
+        examples: Iterable[IdiomExample],
+        *,
+        name: str = "corpus",
+        skipped: Mapping[str, str] | None = None,
+    ) -> None:
         self._examples: tuple[IdiomExample, ...] = tuple(examples)
         self.name = name
+        #: ids a reader dropped (``on_error="skip"``) -> why; not carried by slicing.
+        self.skipped: dict[str, str] = dict(skipped or {})
         self._index: dict[str, int] = {}
         for i, ex in enumerate(self._examples):
             if not isinstance(ex, IdiomExample):

@@ -1,0 +1,112 @@
+"""Detokenise whitespace-tokenised sentences into natural text, keeping word offsets.
+
+Corpora such as EPIE store each sentence as whitespace-separated tokens
+(``He did n't spill the beans .``). Language models should see natural text
+(``He didn't spill the beans.``), and analyses need the character span of every word
+in that text. :func:`detokenize` does both at once: it decides, for each pair of
+neighbouring words, whether a space separates them, and records where each word lands,
+so character spans are exact by construction (``text[start:end]`` is the word).
+
+Rules (applied left to right; the first word never gets a space before it):
+
+* No space **before** closing punctuation ``, . ? ! ; : % ) ] } ...`` and closing
+  quotes (``''``, ``”``, ``’``, ``»``), nor before the clitics ``n't 's 're 'll 've 'm 'd``
+  (also with ``’``, any case): ``ca n't`` -> ``can't``, ``John 's`` -> ``John's``.
+* No space **after** opening brackets and quotes ``( [ { `` “ ‘ «``, nor after a currency
+  sign followed by a digit (``$ 5`` -> ``$5``).
+* A straight ``"`` alternates between opening (space before, none after) and closing
+  (none before), starting with opening. A standalone ``'`` opens a quote at the start
+  of the sentence or after an opening token; otherwise it closes one (or is the
+  possessive of ``the boys '``) and attaches to the left.
+* Hyphens and dashes that are separate tokens (``-``, ``--``, ``–``, ``—``) keep their
+  spaces: tokenisers such as the BNC's keep hyphenated words whole, so a standalone
+  hyphen is a dash (``late - as always - again``); we do not guess otherwise.
+* Penn-Treebank escapes are turned back into characters: ```` `` ```` and ``''`` ->
+  ``"``, ``-LRB-``/``-RRB-`` -> ``(``/``)``, ``-LSB-``/``-RSB-`` -> ``[``/``]``.
+  Every other word is copied verbatim.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import NamedTuple
+
+__all__ = ["Detokenized", "detokenize"]
+
+_PTB = {
+    "``": '"',
+    "''": '"',
+    "-LRB-": "(",
+    "-RRB-": ")",
+    "-LSB-": "[",
+    "-RSB-": "]",
+    "-LCB-": "{",
+    "-RCB-": "}",
+}
+_CLOSING = {",", ".", "?", "!", ";", ":", "%", ")", "]", "}", "...", "…", "”", "’", "»"}
+_OPENING = {"(", "[", "{", "“", "‘", "«"}
+_CLITICS = {"n't", "'s", "'re", "'ll", "'ve", "'m", "'d"}
+_CLITICS |= {c.replace("'", "’") for c in _CLITICS}
+_CURRENCY = {"$", "£", "€", "¥", "US$"}
+
+
+class Detokenized(NamedTuple):
+    """Natural text and the ``(start, end)`` character span of every input word."""
+
+    text: str
+    spans: list[tuple[int, int]]
+
+
+def detokenize(words: Sequence[str]) -> Detokenized:
+    """Join whitespace tokens into natural text, returning each word's character span.
+
+    Args:
+        words: the tokens of one sentence (e.g. ``line.split()``); none may be empty or
+            contain whitespace.
+
+    Returns:
+        ``(text, spans)`` with ``len(spans) == len(words)``; ``text[s:e]`` is word ``i``
+        (after the Penn-Treebank escapes listed in the module docstring are undone).
+
+    >>> text, spans = detokenize('" I ca n\\'t , " he said ( twice ) .'.split())
+    >>> text
+    '"I can\\'t," he said (twice).'
+    >>> text[slice(*spans[2])], text[slice(*spans[3])]
+    ('ca', "n't")
+    """
+    pieces: list[str] = []
+    spans: list[tuple[int, int]] = []
+    pos = 0
+    glue_next = True  # no space before the first word
+    double_open = False  # inside a straight-quote pair
+    for i, raw in enumerate(words):
+        if not raw or any(ch.isspace() for ch in raw):
+            raise ValueError(f"word {i} is empty or contains whitespace: {raw!r}")
+        word = _PTB.get(raw, raw)
+        glue_before, glue_after = _glue(raw, word, double_open, glue_next)
+        if raw == '"' or raw in ("``", "''"):
+            double_open = raw == "``" or (raw == '"' and not double_open)
+        if pieces and not glue_before:
+            pieces.append(" ")
+            pos += 1
+        spans.append((pos, pos + len(word)))
+        pieces.append(word)
+        pos += len(word)
+        nxt = words[i + 1] if i + 1 < len(words) else ""
+        glue_next = glue_after or (word in _CURRENCY and nxt[:1].isdigit())
+    return Detokenized("".join(pieces), spans)
+
+
+def _glue(raw: str, word: str, double_open: bool, glue_next: bool) -> tuple[bool, bool]:
+    """``(no space before, no space after)`` for one word given the running state."""
+    if raw == "``":
+        return glue_next, True
+    if raw == "''":
+        return True, False
+    if raw == '"':
+        return (glue_next, True) if not double_open else (True, False)
+    if raw == "'":
+        opening = glue_next  # sentence start or right after an opening token
+        return (True, True) if opening else (True, False)
+    closing = word in _CLOSING or word.lower() in _CLITICS
+    return glue_next or closing, word in _OPENING
