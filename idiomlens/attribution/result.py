@@ -50,7 +50,8 @@ class DLAResult(Result):
 
     per_example: ClassVar[tuple[str, ...]] = ("attributions", "logits", "unembed_bias", "counts")
 
-    def _group(self, group: str) -> int:
+    def group_index(self, group: str) -> int:
+        """Index of ``group`` on the last axis of ``attributions``."""
         if group not in self.groups:
             raise KeyError(f"unknown group {group!r}; groups are {self.groups}")
         return self.groups.index(group)
@@ -67,7 +68,7 @@ class DLAResult(Result):
         ``group`` defaults to the first group; ``absolute=True`` ranks by magnitude.
         Returns ``[(label, mean attribution), ...]``, ties broken by component order.
         """
-        g = self._group(group or self.groups[0])
+        g = self.group_index(group or self.groups[0])
         values = self.mean()[:, g]
         key = values.abs() if absolute else values
         key = torch.nan_to_num(key, nan=-float("inf"))
@@ -76,7 +77,7 @@ class DLAResult(Result):
 
     def head_matrix(self, group: str | None = None) -> Float[Tensor, "layer head_index"]:
         """Mean head attributions of ``group`` arranged as ``[layer, head]``."""
-        g = self._group(group or self.groups[0])
+        g = self.group_index(group or self.groups[0])
         means = self.mean()[:, g]
         out = torch.full((self.n_layers, self.n_heads), float("nan"))
         for i, label in enumerate(self.labels):
@@ -96,7 +97,7 @@ class DLAResult(Result):
 
         n_ex, n_c, n_g = self.attributions.shape
         idx = torch.cartesian_prod(torch.arange(n_ex), torch.arange(n_c), torch.arange(n_g))
-        e, c, g = idx.unbind(-1) if idx.ndim == 2 else (idx, idx, idx)
+        e, c, g = idx.unbind(-1)  # row-major, like attributions.reshape(-1)
         return pd.DataFrame(
             {
                 "id": [self.ids[i] for i in e.tolist()],

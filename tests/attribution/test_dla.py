@@ -166,3 +166,14 @@ def test_result_methods_and_roundtrip(model, corpus, tmp_path):
     assert torch.equal(back.attributions, res.attributions)
     with pytest.raises(KeyError, match="unknown group"):
         res.top(2, group="nope")
+
+
+def test_plot_shows_the_mean_attributions(model, corpus):
+    res = direct_logit_attribution(model, corpus[:3], progress=False)
+    fig = res.plot()
+    assert [t.name for t in fig.data] == ["idiom", "literal"]
+    assert list(fig.data[1].y) == pytest.approx(res.mean()[:, 1].tolist())
+    heads = res.plot(kind="heads", group="idiom").data[0]
+    assert heads.z[0][1] == pytest.approx(float(res.mean()[res.labels.index("L0H1"), 0]))
+    with pytest.raises(ValueError, match="kind"):
+        res.plot(kind="pie")
