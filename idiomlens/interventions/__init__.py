@@ -4,13 +4,17 @@ Specs say *where* (heads, positions) and *what* (zero, mean, resample); hooks co
 for ``model.run_with_hooks``; runners evaluate METHODS.md metrics over a corpus.
 """
 
+from .ablation import POSITIONS, ablate_heads, mean_head_z, normalize_conditions, resample_donors
+from .ablation_result import AblationResult
 from .attribution_patching import (
     AttributionCheck,
     attribution_patch,
     attribution_patch_heads,
     check_attribution_patching,
 )
+from .awareness import AwarenessResult, idiom_awareness
 from .hooks import ablation_hooks, compile_site, replacement_hooks
+from .metrics import last_word_tokens, word_metrics
 from .pairs import PatchingPairs, make_patching_pairs
 from .patching import (
     PATCH_KINDS,
@@ -24,6 +28,16 @@ from .patching_result import PatchingResult
 from .specs import KINDS, HeadSite, MeanValue, ResampleValue, ZeroValue, make_value
 
 __all__ = [
+    "ablate_heads",
+    "AblationResult",
+    "mean_head_z",
+    "resample_donors",
+    "normalize_conditions",
+    "POSITIONS",
+    "idiom_awareness",
+    "AwarenessResult",
+    "last_word_tokens",
+    "word_metrics",
     "ablation_hooks",
     "compile_site",
     "replacement_hooks",

@@ -1,0 +1,338 @@
+"""Head ablation over a corpus (METHODS.md, "Ablation").
+
+:func:`ablate_heads` ablates ``hook_z`` of each condition's heads at the chosen positions
+and measures, on the idiom's last word, the metrics of
+:mod:`idiomlens.interventions.metrics` against the clean run. Many conditions share a
+forward: the batch is repeated once per condition along the batch axis (under the token
+budget) and each row gets its own head mask, so the ``torch.where`` in the hook ablates
+condition ``c``'s heads only in condition ``c``'s rows.
+
+Replacement values:
+
+- ``zero``: ``z = 0``.
+- ``mean``: ``z = mean_head_z(model, reference)[layer, head]``, the head's ``z`` averaged
+  over every real position (BOS included) of the reference corpus.
+- ``resample``: the same head's ``z`` from a donor example of the reference corpus at the
+  same position; positions past the donor's end take the donor's last position. Donors
+  come from :func:`resample_donors`, which depends only on ids, the reference and the
+  seed, so results do not depend on how the corpus is chunked.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Iterable, Mapping, Sequence
+from functools import partial
+from typing import Any
+
+import torch
+from jaxtyping import Bool, Float
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from ..data.align import AlignedExample, align
+from ..data.batching import Batch, iter_batches, make_batch
+from ..data.example import IdiomExample
+from ..models.sites import z_hook
+from .ablation_result import AblationResult
+from .hooks import replacement_hooks
+from .metrics import run_word_metrics, sentence_loss_mask, word_spans
+from .specs import make_value, normalize_heads
+
+__all__ = [
+    "ablate_heads",
+    "mean_head_z",
+    "resample_donors",
+    "normalize_conditions",
+    "POSITIONS",
+]
+
+log = logging.getLogger(__name__)
+
+#: Position sets an ablation can target.
+POSITIONS = ("all", "idiom", "literal")
+
+
+def normalize_conditions(
+    conditions: Mapping[str, Any] | Iterable[Any], n_layers: int, n_heads: int
+) -> tuple[tuple[str, ...], Bool[Tensor, "condition layer head_index"]]:
+    """Condition names and their ``[condition, layer, head]`` head masks.
+
+    ``conditions`` is a mapping ``name -> (l, h) | [(l, h), ...]`` (order kept) or a list
+    of ``(l, h)`` meaning one condition per head named ``"L{l}H{h}"``.
+
+    >>> names, masks = normalize_conditions({"a": (0, 1), "b": [(0, 0), (1, 1)]}, 2, 2)
+    >>> names, masks.sum((1, 2)).tolist()
+    (('a', 'b'), [1, 2])
+    """
+    if isinstance(conditions, Mapping):
+        items = list(conditions.items())
+    else:
+        items = [
+            (f"L{layer}H{head}", [(layer, head)]) for layer, head in normalize_heads(conditions)
+        ]
+    if not items:
+        raise ValueError("no ablation conditions given")
+    names = [str(name) for name, _ in items]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise ValueError(f"duplicate condition names: {dupes}")
+    masks = torch.zeros((len(items), n_layers, n_heads), dtype=torch.bool)
+    for c, (name, heads) in enumerate(items):
+        pairs = normalize_heads(heads)
+        if not pairs:
+            raise ValueError(f"condition {name!r} has no heads")
+        for layer, head in pairs:
+            if layer >= n_layers or head >= n_heads:
+                raise ValueError(
+                    f"condition {name!r}: head ({layer}, {head}) out of range for a model with "
+                    f"{n_layers} layers and {n_heads} heads"
+                )
+            masks[c, layer, head] = True
+    return tuple(names), masks
+
+
+def _device(model: Any) -> torch.device:
+    return model.W_U.device
+
+
+def _capture_z(
+    model: Any, batch: Batch, layers: Sequence[int]
+) -> dict[int, Float[Tensor, "batch pos head_index d_head"]]:
+    """``hook_z`` of ``layers`` on a clean run, stopping after the last needed layer."""
+    store: dict[int, Tensor] = {}
+
+    def save(layer: int) -> Any:
+        def hook(z: Tensor, hook: Any) -> None:
+            store[layer] = z.detach()
+
+        return hook
+
+    with torch.no_grad():
+        model.run_with_hooks(
+            batch.tokens,
+            fwd_hooks=[(z_hook(layer), save(layer)) for layer in layers],
+            stop_at_layer=max(layers) + 1,
+            **batch.forward_kwargs(),
+        )
+    return store
+
+
+def mean_head_z(
+    model: Any, corpus: Iterable[Any], *, batch_tokens: int | None = None
+) -> Float[Tensor, "layer head_index d_head"]:
+    """Every head's ``z`` averaged over all real positions (BOS included) of ``corpus``.
+
+    The reference for ``kind="mean"`` ablation. Float32, on the model's device.
+    """
+    aligned = _aligned(model, corpus)
+    cfg = model.cfg
+    layers = list(range(cfg.n_layers))
+    total = torch.zeros((cfg.n_layers, cfg.n_heads, cfg.d_head), dtype=torch.float64)
+    count = 0
+    for batch in iter_batches(aligned, batch_tokens=batch_tokens, device=_device(model)):
+        real = batch.real_mask()
+        for layer, z in _capture_z(model, batch, layers).items():
+            total[layer] += torch.einsum("bphe,bp->he", z.double(), real.double()).cpu()
+        count += int(real.sum())
+    if count == 0:
+        raise ValueError("mean_head_z needs a non-empty reference corpus")
+    return (total / count).float().to(_device(model))
+
+
+def resample_donors(ids: Sequence[str], reference_ids: Sequence[str], seed: int = 0) -> list[int]:
+    """Index into ``reference_ids`` of each example's donor.
+
+    The reference gets one seeded random cycle ``perm`` through all its examples (a
+    permutation without fixed points, from a local ``torch.Generator``): the example at
+    reference index ``j`` takes ``reference[perm[j]]``. An id not in the reference takes
+    ``reference[sha256(f"{seed}:{id}") % len(reference)]``. Both depend only on the id,
+    the reference and the seed, never on chunking.
+
+    >>> resample_donors(["b", "a", "x"], ["a", "b", "c"], seed=0) == resample_donors(
+    ...     ["b", "a", "x"], ["a", "b", "c"], seed=0)
+    True
+    """
+    n = len(reference_ids)
+    if n == 0:
+        raise ValueError("resample ablation needs a non-empty reference corpus")
+    where = {rid: j for j, rid in enumerate(reference_ids)}
+    if n == 1 and any(i in where for i in ids):
+        raise ValueError("resample ablation needs a reference of at least two examples")
+    order = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).tolist()
+    perm = [0] * n
+    for i in range(n):
+        perm[order[i]] = order[(i + 1) % n]
+    out = []
+    for ex_id in ids:
+        if ex_id in where:
+            out.append(perm[where[ex_id]])
+        else:
+            digest = hashlib.sha256(f"{seed}:{ex_id}".encode()).digest()
+            out.append(int.from_bytes(digest[:8], "big") % n)
+    return out
+
+
+def _aligned(model: Any, corpus: Iterable[Any]) -> list[AlignedExample]:
+    items = list(corpus)
+    if items and all(isinstance(x, AlignedExample) for x in items):
+        return items
+    return list(align(items, model))
+
+
+def _donor_z(
+    model: Any, batch: Batch, donors: list[AlignedExample], layers: Sequence[int]
+) -> dict[int, Tensor]:
+    """Donor ``z`` aligned with ``batch`` (right padding): row ``b`` gets its donor's z at
+    ``min(p, T_donor - 1)``."""
+    donor_batch = make_batch(donors, device=batch.tokens.device)
+    z = _capture_z(model, donor_batch, layers)
+    pos = torch.arange(batch.n_pos, device=batch.tokens.device)[None, :]
+    src = torch.minimum(pos, donor_batch.lengths[:, None] - 1)  # [batch, pos]
+    rows = torch.arange(batch.size, device=batch.tokens.device)[:, None]
+    return {layer: z_l[rows, src] for layer, z_l in z.items()}
+
+
+def _position_mask(batch: Batch, positions: str) -> Bool[Tensor, "batch pos"]:
+    masks = {"all": batch.real_mask, "idiom": batch.idiom_mask, "literal": batch.literal_mask}
+    return masks[positions]()
+
+
+def ablate_heads(
+    model: Any,
+    corpus: Iterable[IdiomExample],
+    conditions: Mapping[str, Any] | Iterable[Any],
+    *,
+    kind: str = "zero",
+    positions: str = "all",
+    reference: Iterable[IdiomExample] | None = None,
+    seed: int = 0,
+    batch_tokens: int | None = None,
+    progress: bool = True,
+) -> AblationResult:
+    """Ablate heads under every condition and measure the last idiom word's metrics.
+
+    Args:
+        model: a ``HookedTransformer`` with a tokenizer.
+        corpus: an :class:`~idiomlens.IdiomCorpus` (examples carry the idiom's char span).
+        conditions: ``{name: (l, h) | [(l, h), ...]}`` (unique names, order kept), or a
+            list of ``(l, h)``: one condition per head named ``"L{l}H{h}"``.
+        kind: ``"zero"``, ``"mean"`` or ``"resample"`` (see the module docstring).
+        positions: ablate at ``"all"`` real positions (BOS included), the ``"idiom"`` span
+            or the ``"literal"`` positions.
+        reference: corpus for ``mean`` / ``resample`` values (default: ``corpus``). Chunked
+            runs pass the full corpus so every chunk uses the same means and donors.
+        seed: resampling seed.
+        batch_tokens: padded-token budget per forward, stacked condition rows included
+            (default 8192).
+        progress: show a progress bar.
+
+    Returns:
+        :class:`~idiomlens.interventions.ablation_result.AblationResult` with ``[example,
+        condition]`` metrics in corpus order.
+
+    >>> from idiomlens.models import tiny_model
+    >>> from idiomlens.data import IdiomExample
+    >>> corpus = [IdiomExample("a", "He spilled the beans.", (3, 20))]
+    >>> res = ablate_heads(tiny_model(), corpus, [(0, 0), (1, 2)], progress=False)
+    >>> res.conditions, tuple(res.logit_diff.shape)
+    (('L0H0', 'L1H2'), (1, 2))
+    """
+    from .specs import KINDS
+
+    if kind not in KINDS:
+        raise ValueError(f"unknown ablation kind {kind!r}; choose one of {sorted(KINDS)}")
+    if positions not in POSITIONS:
+        raise ValueError(f"positions must be one of {POSITIONS}, got {positions!r}")
+    cfg, dev = model.cfg, _device(model)
+    names, masks = normalize_conditions(conditions, cfg.n_layers, cfg.n_heads)
+    examples = list(corpus)
+    aligned = list(align(examples, model))
+    if not aligned:
+        raise ValueError("ablate_heads needs a non-empty corpus")
+    spans_all = word_spans(aligned, examples)
+    layers = [int(x) for x in masks.any(2).any(0).nonzero()[:, 0]]
+    ref = list(reference) if reference is not None else examples
+    means = mean_head_z(model, ref, batch_tokens=batch_tokens) if kind == "mean" else None
+    donors = _donor_table(model, aligned, ref, seed) if kind == "resample" else None
+    budget = batch_tokens or 8192
+    clean: dict[str, Tensor] = {}
+    ablated: dict[str, Tensor] = {}
+    batches = iter_batches(aligned, batch_tokens=max(1, budget // (len(names) + 1)), device=dev)
+    for batch in tqdm(batches, desc=f"ablate ({kind})", disable=not progress, unit="batch"):
+        idx = batch.indices.cpu()
+        spans, loss_mask = spans_all[idx].to(dev), sentence_loss_mask(batch)
+        donor_z = (
+            _donor_z(model, batch, [donors[i] for i in idx.tolist()], layers) if donors else None
+        )
+        for m, v in run_word_metrics(model, batch.tokens, spans, loss_mask).items():
+            clean.setdefault(m, torch.zeros(len(aligned), dtype=v.dtype))[idx] = v.cpu()
+        value = partial(make_value, kind, means=means)
+        for m, v in _ablate_batch(
+            model, batch, spans, loss_mask, masks, positions, value, donor_z, budget
+        ).items():
+            ablated.setdefault(m, torch.zeros(len(aligned), len(names), dtype=v.dtype))[idx] = v
+    return AblationResult(
+        ids=tuple(a.id for a in aligned),
+        conditions=names,
+        head_masks=masks,
+        logit_diff=clean["logit"][:, None] - ablated["logit"],
+        logprob_diff=clean["logprob"][:, None] - ablated["logprob"],
+        loss_diff=ablated["loss"] - clean["loss"][:, None],
+        nwp_correct=ablated["nwp_correct"],
+        rank=ablated["rank"],
+        clean_logit=clean["logit"],
+        clean_logprob=clean["logprob"],
+        clean_loss=clean["loss"],
+        clean_nwp_correct=clean["nwp_correct"],
+        clean_rank=clean["rank"],
+        n_word_tokens=spans_all[:, 1] - spans_all[:, 0] + 1,
+        kind=kind,
+        positions=positions,
+        seed=seed,
+    )
+
+
+def _ablate_batch(
+    model: Any,
+    batch: Batch,
+    spans: Tensor,
+    loss_mask: Tensor,
+    masks: Tensor,
+    positions: str,
+    value: Any,
+    donor_z: dict[int, Tensor] | None,
+    budget: int,
+) -> dict[str, Tensor]:
+    """Ablated metrics ``[batch, condition]`` of one batch, conditions stacked along rows."""
+    n, pos_mask = batch.size, _position_mask(batch, positions)
+    per_fwd = max(1, budget // (n * batch.n_pos))
+    parts: dict[str, list[Tensor]] = {}
+    for start in range(0, masks.shape[0], per_fwd):
+        chunk = masks[start : start + per_fwd]  # [k, layer, head]
+        k = chunk.shape[0]
+        rows = chunk.repeat_interleave(n, dim=0).to(pos_mask.device)  # row r = c * n + b
+        row_pos = pos_mask.repeat(k, 1)  # [k * n, pos]
+        layer_masks = {
+            layer: row_pos[:, :, None] & rows[:, None, layer, :]  # [k * n, pos, head]
+            for layer in chunk.any(2).any(0).nonzero()[:, 0].tolist()
+        }
+        stacked = None if donor_z is None else {i: z.repeat(k, 1, 1, 1) for i, z in donor_z.items()}
+        hooks = replacement_hooks(layer_masks, value(donor_z=stacked))
+        out = run_word_metrics(
+            model, batch.tokens.repeat(k, 1), spans.repeat(k, 1), loss_mask.repeat(k, 1), hooks
+        )
+        for m, v in out.items():
+            parts.setdefault(m, []).append(v.reshape(k, n).T.cpu())  # [n, k]
+    return {m: torch.cat(v, dim=1) for m, v in parts.items()}
+
+
+def _donor_table(
+    model: Any, aligned: Sequence[AlignedExample], reference: Sequence[IdiomExample], seed: int
+) -> list[AlignedExample]:
+    """The aligned donor of each aligned example (only the needed donors are aligned)."""
+    donor_idx = resample_donors([a.id for a in aligned], [r.id for r in reference], seed)
+    needed = sorted(set(donor_idx))
+    donor_aligned = dict(zip(needed, align([reference[j] for j in needed], model), strict=True))
+    return [donor_aligned[j] for j in donor_idx]

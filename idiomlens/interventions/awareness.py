@@ -1,0 +1,138 @@
+"""Idiom awareness (METHODS.md): per split, sentence loss and next-word prediction.
+
+For every example: the mean next-token loss over the sentence, and whether greedy
+decoding from the text before the idiom's last word reproduces that word exactly (the
+same definitions as ablation's ``clean_loss`` / ``clean_nwp_correct``, shared through
+:mod:`idiomlens.interventions.metrics`). Per split: mean loss and accuracy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+from jaxtyping import Bool, Float, Int
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from .._io import Result
+from ..data.align import align
+from ..data.batching import iter_batches
+from ..data.example import IdiomExample
+from .metrics import run_word_metrics, sentence_loss_mask, word_spans
+
+__all__ = ["AwarenessResult", "idiom_awareness"]
+
+
+@dataclass
+class AwarenessResult(Result):
+    """Per-example loss and last-word prediction, with the split each example came from.
+
+    Attributes:
+        ids: example ids (split by split, corpus order within a split).
+        splits: split names, in the order given.
+        split_index: ``[example]`` index into ``splits``.
+        loss: ``[example]`` mean next-token loss over the sentence (nats).
+        nwp_correct: ``[example]`` greedy full-word prediction of the last idiom word.
+        logprob: ``[example]`` ``log P(w | prompt)`` of the last idiom word.
+    """
+
+    ids: tuple[str, ...]
+    splits: tuple[str, ...]
+    split_index: Int[Tensor, " example"]
+    loss: Float[Tensor, " example"]
+    nwp_correct: Bool[Tensor, " example"]
+    logprob: Float[Tensor, " example"]
+
+    per_example: ClassVar[tuple[str, ...]] = ("split_index", "loss", "nwp_correct", "logprob")
+
+    def to_dataframe(self) -> Any:
+        """One row per example: ``id, split, loss, nwp_correct, logprob``."""
+        import pandas as pd
+
+        return pd.DataFrame(
+            {
+                "id": list(self.ids),
+                "split": [self.splits[i] for i in self.split_index.tolist()],
+                "loss": self.loss.tolist(),
+                "nwp_correct": self.nwp_correct.tolist(),
+                "logprob": self.logprob.tolist(),
+            }
+        )
+
+    def summary(self) -> Any:
+        """One row per split: ``split, n, mean_loss, accuracy`` (``NaN`` for an empty split)."""
+        import pandas as pd
+
+        onehot = torch.nn.functional.one_hot(self.split_index, len(self.splits)).float()
+        n = onehot.sum(0)  # [split]
+        return pd.DataFrame(
+            {
+                "split": list(self.splits),
+                "n": n.long().tolist(),
+                "mean_loss": (self.loss.float() @ onehot / n).tolist(),
+                "accuracy": (self.nwp_correct.float() @ onehot / n).tolist(),
+            }
+        )
+
+
+def idiom_awareness(
+    model: Any,
+    splits: Mapping[str, Iterable[IdiomExample]] | Iterable[IdiomExample],
+    *,
+    batch_tokens: int | None = None,
+    progress: bool = True,
+) -> AwarenessResult:
+    """Sentence loss and greedy last-idiom-word prediction per example and split.
+
+    Args:
+        model: a ``HookedTransformer`` with a tokenizer.
+        splits: ``{name: corpus}`` (e.g. EPIE ``formal`` / ``formal-literal`` / ``static``),
+            or one corpus (its ``name``, else ``"all"``).
+        batch_tokens: padded-token budget per forward (default 8192).
+        progress: show a progress bar.
+
+    >>> from idiomlens.models import tiny_model
+    >>> from idiomlens.data import IdiomExample
+    >>> res = idiom_awareness(
+    ...     tiny_model(), {"fig": [IdiomExample("a", "He spilled the beans.", (3, 20))]},
+    ...     progress=False)
+    >>> list(res.summary().columns)
+    ['split', 'n', 'mean_loss', 'accuracy']
+    """
+    if not isinstance(splits, Mapping):
+        splits = {getattr(splits, "name", None) or "all": splits}
+    if not splits:
+        raise ValueError("idiom_awareness needs at least one split")
+    ids: list[str] = []
+    parts: dict[str, list[Tensor]] = {
+        "split_index": [],
+        "loss": [],
+        "nwp_correct": [],
+        "logprob": [],
+    }
+    for s, (name, corpus) in enumerate(splits.items()):
+        examples = list(corpus)
+        aligned = list(align(examples, model))
+        spans = word_spans(aligned, examples)
+        out = {m: torch.zeros(len(aligned)) for m in ("loss", "logprob")}
+        out["nwp_correct"] = torch.zeros(len(aligned), dtype=torch.bool)
+        batches = iter_batches(aligned, batch_tokens=batch_tokens, device=model.W_U.device)
+        for batch in tqdm(batches, desc=f"awareness {name}", disable=not progress, unit="batch"):
+            idx = batch.indices.cpu()
+            res = run_word_metrics(
+                model, batch.tokens, spans[idx].to(batch.tokens.device), sentence_loss_mask(batch)
+            )
+            for m in out:
+                out[m][idx] = res[m].cpu().to(out[m].dtype)
+        ids += [a.id for a in aligned]
+        parts["split_index"].append(torch.full((len(aligned),), s, dtype=torch.long))
+        for m, v in out.items():
+            parts[m].append(v)
+    return AwarenessResult(
+        ids=tuple(ids),
+        splits=tuple(str(k) for k in splits),
+        **{m: torch.cat(v) for m, v in parts.items()},
+    )
