@@ -1,0 +1,25 @@
+"""CLI fixtures: a tiny model saved to disk and corpora written as JSONL."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from idiomlens.models import save_hooked, tiny_model
+from tests.runs.conftest import small_corpus
+
+
+@pytest.fixture(scope="session")
+def saved_model(tmp_path_factory):
+    return save_hooked(tiny_model(n_layers=2, n_heads=4, seed=0), tmp_path_factory.mktemp("model"))
+
+
+@pytest.fixture(scope="session")
+def corpus_file(tmp_path_factory):
+    return small_corpus(12).to_jsonl(tmp_path_factory.mktemp("corpus") / "small.jsonl")
+
+
+def write_records(path, records):
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return path
