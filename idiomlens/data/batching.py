@@ -166,7 +166,7 @@ def iter_batches(
     >>> [b.tokens.shape[0] for b in iter_batches(al)]
     [1]
     """
-    budget = batch_tokens or DEFAULT_BATCH_TOKENS
+    budget = DEFAULT_BATCH_TOKENS if batch_tokens is None else batch_tokens
     if budget < 1 or (batch_size is not None and batch_size < 1):
         raise ValueError(
             f"batch_tokens and batch_size must be positive, got {budget}, {batch_size}"

@@ -72,18 +72,23 @@ def is_epie_root(path: str | Path) -> bool:
     ).is_file()
 
 
-def _read_lines(path: Path, *, required: bool = True) -> list[str] | None:
-    """Lines of a UTF-8 file split on ``\\n`` only (a trailing newline adds no line)."""
+def _read_lines(path: Path) -> list[str]:
+    """Lines of a UTF-8 file split on ``\\n`` only (a trailing newline adds no line).
+
+    ``str.splitlines`` is avoided on purpose: it also splits on characters such as
+    ``\\x0c`` or ``\\u2028`` that may occur inside a sentence and would shift every
+    later line.
+    """
     if not path.is_file():
-        if required:
-            raise FileNotFoundError(f"EPIE file not found: {path}")
-        return None
+        raise FileNotFoundError(f"EPIE file not found: {path}")
     text = path.read_text(encoding="utf-8-sig")
     lines = [ln.removesuffix("\r") for ln in text.split("\n")]
     return lines[:-1] if lines and lines[-1] == "" else lines
 
 
-def _parse_tagged(words_line: str, tags_line: str, words_path: Path, tags_path: Path):  # type: ignore[no-untyped-def]
+def _parse_tagged(
+    words_line: str, tags_line: str, words_path: Path, tags_path: Path
+) -> tuple[list[str], list[int]]:
     """``(words, idiom word indices)``; raises :class:`_LineError` on a malformed pair."""
     words, tags = words_line.split(), tags_line.split()
     if not words:
@@ -167,11 +172,11 @@ def _trans_example(
     meta = {
         "words": words[first : last + 1],
         "word_range": [first, last],
-        "source_id": source.id,
+        "pair": source.id,
         "source_idiom": source.idiom,
         "span_rule": rule,
     }
-    return IdiomExample(ex_id, text, (spans[first][0], spans[last][1]), "literal", meta)
+    return IdiomExample(ex_id, text, (spans[first][0], spans[last][1]), "figurative", meta)
 
 
 @dataclass(frozen=True)
@@ -183,6 +188,11 @@ class _Layout:
     labels: Path | None
     candidates: Path
     translated: Path | None
+
+    def optional(self) -> tuple[Path, ...]:
+        """The label/paraphrase files this split needs, and the candidates file if present."""
+        paths = tuple(p for p in (self.labels, self.translated) if p is not None)
+        return paths + ((self.candidates,) if self.candidates.is_file() else ())
 
     @classmethod
     def of(cls, root: Path, split: str) -> _Layout:
@@ -207,6 +217,7 @@ class _Layout:
 
 _ID_PREFIX = {"formal": "formal", "formal-literal": "formal", "static": "static", "trans": "trans"}
 _WANT_LABEL = {"formal": "1", "formal-literal": "0", "trans": "1"}
+_Row = tuple[int, IdiomExample, list[str], list[int]]
 
 
 def load_epie(root: str | Path, split: str = "formal", *, on_error: str = "raise") -> IdiomCorpus:
@@ -219,9 +230,11 @@ def load_epie(root: str | Path, split: str = "formal", *, on_error: str = "raise
     ``idiom_word_spans`` (each tagged word's character span, for non-contiguous idioms),
     ``contiguous`` and, if the ``Candidates`` file exists, ``candidate`` (the idiom).
 
-    ``trans`` examples are labelled ``"literal"`` (the idiom is replaced by its meaning);
-    their span is found by :func:`paraphrase_span` and recorded in ``meta["span_rule"]``,
-    with ``meta["source_id"]`` naming the formal sentence. ``translated_sentences.txt`` may
+    ``trans`` examples keep their source's label ``"figurative"`` (as the paraphrases of
+    :func:`~idiomlens.data.demo.demo_corpus` do; ``meta["split"] == "trans"`` tells them
+    apart); their span, the words that replaced the idiom, is found by
+    :func:`paraphrase_span` (rule in ``meta["span_rule"]``), ``meta["pair"]`` names the
+    formal sentence and ``meta["source_idiom"]`` its idiom. ``translated_sentences.txt`` may
     hold one line per formal line (the published layout; paraphrases of literal lines are
     ignored) or one per figurative line; any other line count is an error that cannot be
     skipped, since no pairing is possible.
@@ -247,14 +260,15 @@ def load_epie(root: str | Path, split: str = "formal", *, on_error: str = "raise
     if not root.is_dir():
         raise FileNotFoundError(f"EPIE folder not found: {root}")
     layout = _Layout.of(root, split)
-    problems: list[EpieProblem] = []
-    rows = _read_tagged(root, split, layout, problems)
+    files = {p: _read_lines(p) for p in (layout.words, layout.tags) + layout.optional()}
+    problems = _extra_lines(root, files, layout.translated, _ID_PREFIX[split])
+    rows = _read_tagged(root, split, layout, files, problems)
     if split == "trans":
-        examples = _pair_paraphrases(root, layout, rows, problems)
+        examples = _pair_paraphrases(root, layout, files, rows, problems)
     else:
         examples = [row[1] for row in rows]
+    problems.sort(key=lambda p: (p.line, p.path))
     if problems and on_error == "raise":
-        problems.sort(key=lambda p: (p.line, p.path))
         listed = "\n  ".join(str(p) for p in problems[:_MAX_LISTED])
         more = len(problems) - _MAX_LISTED
         tail = f"\n  ... and {more} more" if more > 0 else ""
@@ -276,39 +290,42 @@ def _rel(root: Path, path: Path) -> str:
         return str(path)
 
 
-_Row = tuple[int, IdiomExample, list[str], list[int]]
+def _extra_lines(
+    root: Path, files: dict[Path, list[str]], translated: Path | None, prefix: str
+) -> list[EpieProblem]:
+    """Lines past the shortest sibling file (the paraphrase file is checked on pairing)."""
+    n = min(len(v) for p, v in files.items() if p != translated)
+    return [
+        EpieProblem(
+            _rel(root, p),
+            i + 1,
+            f"{prefix}-{i:06d}",
+            f"beyond the end ({n} lines) of a sibling file",
+        )
+        for p, lines in files.items()
+        if p != translated
+        for i in range(n, len(lines))
+    ]
 
 
 def _read_tagged(
-    root: Path, split: str, layout: _Layout, problems: list[EpieProblem]
+    root: Path,
+    split: str,
+    layout: _Layout,
+    files: dict[Path, list[str]],
+    problems: list[EpieProblem],
 ) -> list[_Row]:
     """Parse the tagged lines that belong to ``split`` into examples (corpus order)."""
-    files = {layout.words: _read_lines(layout.words), layout.tags: _read_lines(layout.tags)}
-    if layout.labels is not None:
-        files[layout.labels] = _read_lines(layout.labels)
-    candidates = _read_lines(layout.candidates, required=False)
-    if candidates is not None:
-        files[layout.candidates] = candidates
-    prefix = _ID_PREFIX[split]
-    n = min(len(v) for v in files.values())
-    for path, lines in files.items():
-        problems.extend(
-            EpieProblem(
-                _rel(root, path),
-                i + 1,
-                f"{prefix}-{i:06d}",
-                f"beyond the end ({n} lines) of a sibling file",
-            )
-            for i in range(n, len(lines))
-        )
-    labels = files.get(layout.labels) if layout.labels is not None else None
-    rows: list[_Row] = []
+    n = min(len(v) for p, v in files.items() if p != layout.translated)
+    labels = files[layout.labels] if layout.labels is not None else None
+    candidates = files.get(layout.candidates)
+    prefix, rows = _ID_PREFIX[split], []
     for line in range(n):
         try:
-            if labels is not None:
+            if labels is not None and layout.labels is not None:
                 value = labels[line].strip()
                 if value not in ("0", "1"):
-                    raise _LineError(layout.labels, f"label must be 0 or 1, got {value!r}")  # type: ignore[arg-type]
+                    raise _LineError(layout.labels, f"label must be 0 or 1, got {value!r}")
                 if value != _WANT_LABEL[split]:
                     continue
             words, idx = _parse_tagged(
@@ -329,14 +346,16 @@ def _read_tagged(
 
 
 def _pair_paraphrases(
-    root: Path, layout: _Layout, rows: list[_Row], problems: list[EpieProblem]
+    root: Path,
+    layout: _Layout,
+    files: dict[Path, list[str]],
+    rows: list[_Row],
+    problems: list[EpieProblem],
 ) -> list[IdiomExample]:
     """Pair each figurative formal sentence with its paraphrase (see :func:`load_epie`)."""
     assert layout.translated is not None and layout.labels is not None
-    para = _read_lines(layout.translated)
-    assert para is not None
-    n_lines = len(_read_lines(layout.words) or [])
-    figurative = [i for i, v in enumerate(_read_lines(layout.labels) or []) if v.strip() == "1"]
+    para, n_lines = files[layout.translated], len(files[layout.words])
+    figurative = [i for i, v in enumerate(files[layout.labels]) if v.strip() == "1"]
     if len(para) == n_lines:
         para_line = {i: i for i in range(n_lines)}
     elif len(para) == len(figurative):
