@@ -42,6 +42,7 @@ __all__ = [
     "MAX_DEFAULT_CTX",
     "is_hf_dir",
     "read_hf_config",
+    "architecture_of",
     "hooked_config_from_hf",
     "hooked_from_hf_model",
     "load_hf_checkpoint",
@@ -63,6 +64,15 @@ _CONVERTERS: dict[str, Callable[[Any, HookedTransformerConfig], dict[str, torch.
     "Qwen3ForCausalLM": wc.convert_qwen3_weights,
 }
 SUPPORTED_ARCHITECTURES: tuple[str, ...] = tuple(_CONVERTERS)
+#: ``config.model_type`` -> architecture, for configs saved without ``architectures``.
+_BY_MODEL_TYPE = {
+    "gpt2": "GPT2LMHeadModel",
+    "gpt_neox": "GPTNeoXForCausalLM",
+    "llama": "LlamaForCausalLM",
+    "qwen2": "Qwen2ForCausalLM",
+    "mistral": "MistralForCausalLM",
+    "qwen3": "Qwen3ForCausalLM",
+}
 #: ``n_ctx`` cap when none is asked for: TransformerLens allocates ``n_ctx x n_ctx``
 #: causal masks per layer, and long-context configs (32k-128k) would not fit.
 MAX_DEFAULT_CTX = 2048
@@ -96,7 +106,7 @@ def read_hf_config(path: str | Path) -> Any:
     if not is_hf_dir(path):
         raise FileNotFoundError(f"{path}: not a Hugging Face checkpoint (no config.json)")
     config = AutoConfig.from_pretrained(path, local_files_only=True, trust_remote_code=False)
-    architecture = _architecture(config, path)
+    architecture = architecture_of(config, path)
     if architecture not in _CONVERTERS:
         raise ValueError(
             f"{path}: architecture {architecture!r} is not supported; "
@@ -105,14 +115,19 @@ def read_hf_config(path: str | Path) -> Any:
     return config
 
 
-def _architecture(config: Any, where: Path | str) -> str:
+def architecture_of(config: Any, where: Path | str) -> str:
+    """``architectures[0]``, or the causal-LM class of ``model_type`` when it is missing."""
     architectures = getattr(config, "architectures", None) or []
-    if not architectures:
+    if architectures:
+        return architectures[0]
+    inferred = _BY_MODEL_TYPE.get(getattr(config, "model_type", None))
+    if inferred is None:
         raise ValueError(
-            f"{where}: config.json names no architecture (`architectures` is empty); "
+            f"{where}: config.json names no architecture and model_type "
+            f"{getattr(config, 'model_type', None)!r} is not supported; "
             f"supported: {', '.join(SUPPORTED_ARCHITECTURES)}"
         )
-    return architectures[0]
+    return inferred
 
 
 def hooked_config_from_hf(
@@ -130,8 +145,9 @@ def hooked_config_from_hf(
     :data:`MAX_DEFAULT_CTX`. ``fold_ln`` turns ``LN``/``RMS`` into ``LNPre``/``RMSPre``
     as ``from_pretrained`` does.
     """
-    architecture = _architecture(hf_config, name)
+    architecture = architecture_of(hf_config, name)
     raw = hf_config.to_dict()
+    raw["architectures"] = [architecture]
     # transformers 5 dropped GPT-2's ``n_ctx`` attribute, which TransformerLens reads.
     raw.setdefault("n_ctx", raw.get("n_positions"))
     with tempfile.TemporaryDirectory(prefix="idiomlens-hfcfg-") as tmp:
@@ -211,7 +227,7 @@ def hooked_from_hf_model(
     The HF model is only read; its weights are renamed by TransformerLens's converter
     for the architecture, then processed with ``processing``.
     """
-    architecture = _architecture(hf_model.config, name)
+    architecture = architecture_of(hf_model.config, name)
     converter = _CONVERTERS.get(architecture)
     if converter is None:
         raise ValueError(
@@ -265,7 +281,7 @@ def load_hf_checkpoint(
     info = ModelInfo(
         source=str(path),
         kind="hf_checkpoint",
-        architecture=hf_config.architectures[0],
+        architecture=architecture_of(hf_config, path),
         processing=processing,
         weights_format=fmt,
     )

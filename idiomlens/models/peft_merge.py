@@ -25,6 +25,7 @@ import torch
 from transformer_lens import HookedTransformer
 
 from .hf import (
+    architecture_of,
     hooked_from_hf_model,
     is_hf_dir,
     load_hf_model,
@@ -128,7 +129,7 @@ def load_adapter_dir(
     info = ModelInfo(
         source=str(adapter_dir),
         kind="peft_adapter",
-        architecture=base_config.architectures[0],
+        architecture=architecture_of(base_config, base_dir),
         processing=processing,
         base=str(base_dir),
         adapter_type=peft_type,
