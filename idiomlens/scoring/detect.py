@@ -99,16 +99,19 @@ def pattern_mask(
         return MASKS[name](batch)
     out = torch.zeros(batch.size, batch.n_pos, batch.n_pos, dtype=torch.bool)
     for b, i in enumerate(batch.indices.tolist()):  # user masks: one per example
-        ex = aligned[i]
-        m = pattern(ex) if callable(pattern) else pattern[i]
-        m = torch.as_tensor(m)
-        if m.shape != (len(ex), len(ex)):
-            raise ValueError(
-                f"example {ex.id!r}: mask shape {tuple(m.shape)}, expected {(len(ex), len(ex))}"
-            )
-        o = int(batch.offsets[b])
-        out[b, o : o + len(ex), o : o + len(ex)] = m.bool()
+        m = _check_mask(pattern(aligned[i]) if callable(pattern) else pattern[i], aligned[i])
+        o, t = int(batch.offsets[b]), len(aligned[i])
+        out[b, o : o + t, o : o + t] = m
     return out.to(batch.tokens.device) & _causal_real(batch)
+
+
+def _check_mask(mask: Any, ex: AlignedExample) -> Tensor:
+    mask = torch.as_tensor(mask).bool().cpu()
+    if mask.shape != (len(ex), len(ex)):
+        raise ValueError(
+            f"example {ex.id!r}: mask shape {tuple(mask.shape)}, expected {(len(ex), len(ex))}"
+        )
+    return mask
 
 
 def mask_score(
@@ -223,37 +226,23 @@ def detect_heads(
     >>> tuple(det.mean().shape)
     (2, 4)
     """
-    if isinstance(corpus_or_prompts, str):
-        corpus_or_prompts = [corpus_or_prompts]
-    items = list(corpus_or_prompts)
-    if items and all(isinstance(x, str) for x in items):
-        if isinstance(pattern, str) and _TL_NAMES.get(pattern, pattern).startswith(
-            ("idiom", "literal")
-        ):
-            raise ValueError(f"pattern {pattern!r} needs idiom spans; pass an idiom corpus")
-        aligned = _prompts_as_aligned(model, items)
-    else:
-        aligned = as_aligned(items, model)
-    if not callable(pattern) and not isinstance(pattern, str) and len(pattern) != len(aligned):
-        raise ValueError(f"{len(pattern)} masks for {len(aligned)} examples")
+    if rows not in ("all", "marked"):
+        raise ValueError(f"rows must be 'all' or 'marked', got {rows!r}")
+    name = pattern if isinstance(pattern, str) else "custom"
+    aligned, pattern = _inputs(model, corpus_or_prompts, pattern)
     layer_ids = check_layers(model, layers)
-    opts = {
-        "rows": rows,
-        "exclude_bos": exclude_bos,
-        "exclude_current_token": exclude_current_token,
-    }
+    opts = {"rows": rows, "exclude_bos": exclude_bos}
+    opts["exclude_current_token"] = exclude_current_token
     scores = torch.zeros(len(aligned), len(layer_ids), model.cfg.n_heads)
+    batches = iter_batches(
+        aligned,
+        batch_size=batch_size,
+        batch_tokens=batch_tokens,
+        padding_side=padding_side,
+        device=model.cfg.device,
+    )
     with torch.inference_mode():
-        for batch in tqdm(
-            iter_batches(
-                aligned,
-                batch_size=batch_size,
-                batch_tokens=batch_tokens,
-                padding_side=padding_side,
-                device=model.cfg.device,
-            ),
-            disable=not progress,
-        ):
+        for batch in tqdm(batches, disable=not progress, desc=f"{name} heads"):
             mask = pattern_mask(pattern, batch, aligned)
             out = torch.zeros(batch.size, len(layer_ids), model.cfg.n_heads, device=mask.device)
             hooks = [
@@ -270,8 +259,31 @@ def detect_heads(
                 **batch.forward_kwargs(),
             )
             scores[batch.indices.cpu()] = out.cpu()
-    name = pattern if isinstance(pattern, str) else "custom"
     meta = {"model_name": str(getattr(model.cfg, "model_name", "")), **opts}
     return HeadDetection(
         ids=tuple(a.id for a in aligned), scores=scores, pattern=name, layers=layer_ids, meta=meta
     )
+
+
+def _inputs(model: Any, corpus_or_prompts: Any, pattern: Any) -> tuple[list[AlignedExample], Any]:
+    """Aligned examples, and custom masks built and checked for all of them up front."""
+    if isinstance(corpus_or_prompts, str):
+        corpus_or_prompts = [corpus_or_prompts]
+    items = list(corpus_or_prompts)
+    if items and all(isinstance(x, str) for x in items):
+        if isinstance(pattern, str) and _TL_NAMES.get(pattern, pattern).startswith(
+            ("idiom", "literal")
+        ):
+            raise ValueError(f"pattern {pattern!r} needs idiom spans; pass an idiom corpus")
+        aligned = _prompts_as_aligned(model, items)
+    else:
+        aligned = as_aligned(items, model)
+    if isinstance(pattern, str):
+        return aligned, pattern
+    if not callable(pattern) and len(pattern) != len(aligned):
+        raise ValueError(f"{len(pattern)} masks for {len(aligned)} examples")
+    masks = [
+        _check_mask(pattern(ex) if callable(pattern) else pattern[i], ex)
+        for i, ex in enumerate(aligned)
+    ]
+    return aligned, masks
