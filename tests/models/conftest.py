@@ -12,7 +12,9 @@ from transformers import (
     GPT2Config,
     GPTNeoXConfig,
     LlamaConfig,
+    MistralConfig,
     Qwen2Config,
+    Qwen3Config,
 )
 
 from idiomlens.models import tiny_tokenizer
@@ -39,6 +41,17 @@ FAMILIES: dict[str, Callable[[], object]] = {
     ),
     "qwen2": lambda: Qwen2Config(
         **_SMALL, num_key_value_heads=2, intermediate_size=64, max_position_embeddings=64, **_IDS
+    ),
+    "mistral": lambda: MistralConfig(
+        **_SMALL, num_key_value_heads=2, intermediate_size=64, max_position_embeddings=64, **_IDS
+    ),
+    "qwen3": lambda: Qwen3Config(
+        **_SMALL,
+        num_key_value_heads=2,
+        head_dim=8,
+        intermediate_size=64,
+        max_position_embeddings=64,
+        **_IDS,
     ),
 }
 
