@@ -102,8 +102,9 @@ def load_model(
         device: ``None`` (CPU; a passed-in model is not moved), ``"auto"`` (CUDA when
             available) or any torch device.
         dtype: a torch dtype or its name (``"float32"``, ``"bfloat16"``, ``"float16"``);
-            default float32 (a passed-in model keeps its dtype). Weights are processed
-            in float32 by TransformerLens and cast afterwards.
+            default float32 (a passed-in model and a saved folder keep their dtype). Checkpoints are read
+            in this dtype; TransformerLens upcasts to float32 while folding. Loading a
+            float16 model on CPU works but is slow and may be inaccurate.
         base: for an adapter directory, the local base checkpoint directory (default:
             the adapter config's ``base_model_name_or_path``).
         n_ctx: context length of the HookedTransformer (checkpoints and names; default
@@ -136,7 +137,7 @@ def load_model(
         return model
     path = Path(source).expanduser()
     if path.exists():
-        return _load_directory(path, target, torch_dtype or torch.float32, base, n_ctx, processing)
+        return _load_directory(path, target, torch_dtype, base, n_ctx, processing)
     if base is not None:
         raise ValueError(
             f"load_model: base= is only for adapter directories, and {source!r} is none"
@@ -173,7 +174,7 @@ def _no_processing(what: str, processing: Processing | None) -> None:
 def _load_directory(
     path: Path,
     device: str,
-    dtype: torch.dtype,
+    dtype: torch.dtype | None,
     base: str | os.PathLike | None,
     n_ctx: int | None,
     processing: Processing | None,
@@ -188,6 +189,7 @@ def _load_directory(
         record_info(model, ModelInfo(source=str(path.resolve()), kind="hooked_dir"))
         return model
     flags = processing or DEFAULT_PROCESSING
+    dtype = dtype or torch.float32
     if is_adapter_dir(path):
         return load_adapter_dir(
             path, base=base, device=device, dtype=dtype, n_ctx=n_ctx, processing=flags

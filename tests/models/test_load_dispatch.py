@@ -150,3 +150,9 @@ def test_weights_fingerprint_tracks_weights(tmp_path):
     with torch.no_grad():
         model.blocks[0].attn.W_Q[0, 0, 0] = original
     assert weights_fingerprint(model) == fingerprint
+
+
+def test_saved_folder_keeps_its_dtype_unless_asked(tmp_path):
+    folder = save_hooked(tiny_model(dtype=torch.bfloat16), tmp_path / "bf16")
+    assert load_model(folder).cfg.dtype == torch.bfloat16
+    assert load_model(folder, dtype="float32").W_E.dtype == torch.float32
