@@ -53,8 +53,8 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-#: Converters by HF architecture. The first four families are tested against the HF
-#: model's log-probs; the others use the same TransformerLens code paths.
+#: TransformerLens's weight converter per HF architecture. Every family listed is tested
+#: against the HF model's log-probs (tests/models/test_hf_checkpoints.py).
 _CONVERTERS: dict[str, Callable[[Any, HookedTransformerConfig], dict[str, torch.Tensor]]] = {
     "GPT2LMHeadModel": wc.convert_gpt2_weights,
     "GPTNeoXForCausalLM": wc.convert_neox_weights,
