@@ -17,9 +17,12 @@ EPIE_BAD = FIXTURES / "epie_bad"
 
 
 def _training_text() -> list[str]:
-    words = EPIE_ROOT / "Formal_Idioms_Corpus" / "Formal_Idioms_Words.txt"
-    static = EPIE_ROOT / "Static_Idioms_Corpus" / "Static_Idioms_Words.txt"
-    lines = words.read_text().splitlines() + static.read_text().splitlines()
+    files = [
+        EPIE_ROOT / "Formal_Idioms_Corpus" / "Formal_Idioms_Words.txt",
+        EPIE_ROOT / "Formal_Idioms_Corpus" / "translated_sentences.txt",
+        EPIE_ROOT / "Static_Idioms_Corpus" / "Static_Idioms_Words.txt",
+    ]
+    lines = [line for f in files for line in f.read_text(encoding="utf-8").splitlines()]
     return TINY_TEXT.splitlines() + [" ".join(line.split()) for line in lines]
 
 
