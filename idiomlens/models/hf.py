@@ -77,6 +77,8 @@ _BY_MODEL_TYPE = {
 #: causal masks per layer, and long-context configs (32k-128k) would not fit.
 MAX_DEFAULT_CTX = 2048
 
+#: Substrings that make TransformerLens's config code pick a config by name.
+_NAME_TRIGGERS = ("llama", "gemma", "wav2vec2")
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.json", "tokenizer.model")
 
 
@@ -150,7 +152,7 @@ def hooked_config_from_hf(
     raw["architectures"] = [architecture]
     # transformers 5 dropped GPT-2's ``n_ctx`` attribute, which TransformerLens reads.
     raw.setdefault("n_ctx", raw.get("n_positions"))
-    with tempfile.TemporaryDirectory(prefix="idiomlens-hfcfg-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="idiomlens-hfcfg-", dir=_neutral_parent()) as tmp:
         neutral = Path(tmp) / "checkpoint"
         neutral.mkdir()
         (neutral / "config.json").write_text(json.dumps(raw))
@@ -180,6 +182,17 @@ def hooked_config_from_hf(
     cfg.model_name = name
     cfg.tokenizer_name = None  # set by the caller when a tokenizer is attached
     return cfg
+
+
+def _neutral_parent() -> str:
+    """A temporary folder whose path TransformerLens cannot mistake for a model name."""
+    for candidate in (tempfile.gettempdir(), "/tmp", "/var/tmp"):
+        if Path(candidate).is_dir() and not any(t in candidate.lower() for t in _NAME_TRIGGERS):
+            return candidate
+    raise RuntimeError(
+        f"temporary folder {tempfile.gettempdir()!r} contains one of {_NAME_TRIGGERS}, which "
+        "TransformerLens reads as a model name; set TMPDIR to another folder"
+    )
 
 
 def load_hf_model(path: str | Path, *, dtype: torch.dtype) -> Any:

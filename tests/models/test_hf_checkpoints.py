@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import tempfile
 
 import pytest
 import torch
@@ -79,8 +80,11 @@ def test_pytorch_bin_checkpoint_loads_with_weights_only(tmp_path, tokens):
     assert torch.allclose(hooked_log_probs(model, tokens), hf_log_probs(hf, tokens), atol=ATOL)
 
 
-def test_name_substrings_in_path_do_not_fool_the_config(tmp_path, tokens):
-    # TransformerLens picks hard-coded configs for names containing "llama"/"gemma".
+def test_name_substrings_in_path_do_not_fool_the_config(tmp_path, tokens, monkeypatch):
+    # TransformerLens picks hard-coded configs for names containing "llama"/"gemma",
+    # in the checkpoint path or in the temporary folder.
+    (tmp_path / "llama-tmp").mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "llama-tmp"))
     hf = build_hf("gpt2", seed=7)
     folder = save_checkpoint(hf, tmp_path / "meta-llama" / "Llama-3.2-1B-gemma-2-ft")
     model = load_model(folder)
