@@ -106,8 +106,8 @@ def _corrupted_grads(
 
 def attribution_patch(
     model: Any,
-    clean_tokens: Int[Tensor, "batch pos"],
-    corrupted_tokens: Int[Tensor, "batch pos"],
+    clean_tokens: Int[Tensor, "*batch pos"],
+    corrupted_tokens: Int[Tensor, "*batch pos"],
     metric: Metric,
     *,
     kind: str = "head_all_pos",
@@ -158,8 +158,8 @@ def attribution_patch(
 
 def attribution_patch_heads(
     model: Any,
-    clean_tokens: Int[Tensor, "batch pos"],
-    corrupted_tokens: Int[Tensor, "batch pos"],
+    clean_tokens: Int[Tensor, "*batch pos"],
+    corrupted_tokens: Int[Tensor, "*batch pos"],
     metric: Metric,
     *,
     by_position: bool = False,
@@ -234,8 +234,8 @@ class AttributionCheck:
 
 def check_attribution_patching(
     model: Any,
-    clean_tokens: Int[Tensor, "batch pos"],
-    corrupted_tokens: Int[Tensor, "batch pos"],
+    clean_tokens: Int[Tensor, "*batch pos"],
+    corrupted_tokens: Int[Tensor, "*batch pos"],
     metric: Metric,
     *,
     k: int = 10,

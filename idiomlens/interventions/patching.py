@@ -293,8 +293,8 @@ def _progress(items: list, enabled: bool) -> Any:
 
 def patch(
     model: Any,
-    clean_tokens: Int[Tensor, "batch pos"],
-    corrupted_tokens: Int[Tensor, "batch pos"],
+    clean_tokens: Int[Tensor, "*batch pos"],
+    corrupted_tokens: Int[Tensor, "*batch pos"],
     metric: Metric,
     *,
     kind: str = "head_all_pos",
@@ -363,8 +363,8 @@ def patch(
 
 def patch_heads(
     model: Any,
-    clean_tokens: Int[Tensor, "batch pos"],
-    corrupted_tokens: Int[Tensor, "batch pos"],
+    clean_tokens: Int[Tensor, "*batch pos"],
+    corrupted_tokens: Int[Tensor, "*batch pos"],
     metric: Metric,
     *,
     by_position: bool = False,
