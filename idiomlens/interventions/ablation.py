@@ -59,8 +59,9 @@ def normalize_conditions(
 ) -> tuple[tuple[str, ...], Bool[Tensor, "condition layer head_index"]]:
     """Condition names and their ``[condition, layer, head]`` head masks.
 
-    ``conditions`` is a mapping ``name -> (l, h) | [(l, h), ...]`` (order kept) or a list
-    of ``(l, h)`` meaning one condition per head named ``"L{l}H{h}"``.
+    ``conditions`` is a mapping ``name -> (l, h) | [(l, h), ...]`` (order kept), a list of
+    ``(name, heads)`` pairs, or a list of ``(l, h)`` meaning one condition per head named
+    ``"L{l}H{h}"``. Names must be unique.
 
     >>> names, masks = normalize_conditions({"a": (0, 1), "b": [(0, 0), (1, 1)]}, 2, 2)
     >>> names, masks.sum((1, 2)).tolist()
@@ -69,8 +70,12 @@ def normalize_conditions(
     if isinstance(conditions, Mapping):
         items = list(conditions.items())
     else:
+        raw = list(conditions)
+        if len(raw) == 2 and all(isinstance(x, int) for x in raw):
+            raw = [tuple(raw)]  # one head given as (l, h)
         items = [
-            (f"L{layer}H{head}", [(layer, head)]) for layer, head in normalize_heads(conditions)
+            (x[0], x[1]) if len(x) == 2 and isinstance(x[0], str) else _head_condition(x)
+            for x in raw
         ]
     if not items:
         raise ValueError("no ablation conditions given")
@@ -91,6 +96,11 @@ def normalize_conditions(
                 )
             masks[c, layer, head] = True
     return tuple(names), masks
+
+
+def _head_condition(head: Any) -> tuple[str, list[tuple[int, int]]]:
+    ((layer, h),) = normalize_heads([head])
+    return f"L{layer}H{h}", [(layer, h)]
 
 
 def _device(model: Any) -> torch.device:
