@@ -180,7 +180,9 @@ def hooked_config_from_hf(
             f"expected {architecture}"
         )
     cfg.model_name = name
-    cfg.tokenizer_name = None  # set by the caller when a tokenizer is attached
+    # No tokenizer *name*: the tokenizer object is passed in, and a local path here
+    # would make TransformerLens re-open it (or the Hub) wherever the config travels.
+    cfg.tokenizer_name = None
     return cfg
 
 
@@ -255,8 +257,6 @@ def hooked_from_hf_model(
         n_ctx=n_ctx,
         fold_ln=processing.fold_ln,
     )
-    if tokenizer is not None:
-        cfg.tokenizer_name = tokenizer.name_or_path
     with torch.no_grad():
         state = converter(hf_model, cfg)
     model = HookedTransformer(cfg, tokenizer=tokenizer, move_to_device=False)

@@ -15,6 +15,7 @@ from idiomlens.models import (
     SUPPORTED_ARCHITECTURES,
     load_model,
     model_info,
+    save_hooked,
     tiny_tokenizer,
 )
 from idiomlens.models.hf import MAX_DEFAULT_CTX
@@ -120,3 +121,13 @@ def test_loading_leaves_the_checkpoint_untouched(hf_checkpoint):
     after = load_file(folder / "model.safetensors")
     assert before.keys() == after.keys()
     assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_converted_checkpoint_survives_save_hooked(hf_checkpoint, tokens, tmp_path):
+    _, folder = hf_checkpoint("neox")
+    model = load_model(folder)
+    back = load_model(save_hooked(model, tmp_path / "saved"))
+    assert model_info(back).kind == "hooked_dir"
+    assert back.cfg.normalization_type == "LNPre"  # not folded twice
+    assert torch.equal(hooked_log_probs(back, tokens), hooked_log_probs(model, tokens))
+    assert back.tokenizer is not None and back.cfg.tokenizer_name is None
