@@ -107,7 +107,7 @@ for _entry in (
     Analysis(
         name="ablate", target="idiomlens.interventions:ablate_heads", reference_param="reference"
     ),
-    Analysis(name="awareness", target="idiomlens.interventions:idiom_awareness", chunked=False),
+    Analysis(name="awareness", target="idiomlens.interventions:idiom_awareness"),
     Analysis(name="patch", target="idiomlens.runs.tasks:patch_corpus", chunked=False),
 ):
     register_analysis(_entry)

@@ -211,3 +211,75 @@ def test_parser_builds_ablation_conditions():
     )
     assert args.heads == [(1, 3), (0, 2)]
     assert args.group == [("pair", [(0, 1), (1, 1)])]
+
+
+@pytest.mark.parametrize("kind", ["mean", "resample"])
+def test_chunked_ablation_equals_one_call_on_the_whole_corpus(
+    capsys, tmp_path, saved_model, corpus_file, kind
+):
+    from idiomlens.interventions import AblationResult, ablate_heads
+
+    code, *_ = run_cli(
+        capsys,
+        "ablate",
+        "--model",
+        saved_model,
+        "--corpus",
+        corpus_file,
+        "--heads",
+        "0.1",
+        "1.2",
+        "--group",
+        "both=0.1,1.2",
+        "--kind",
+        kind,
+        "--positions",
+        "idiom",
+        "--seed",
+        "3",
+        "--chunk-size",
+        "5",
+        "--out",
+        tmp_path,
+        "--no-progress",
+    )
+    assert code == 0
+    saved = AblationResult.load(tmp_path)
+    corpus = IdiomCorpus.from_jsonl(corpus_file)
+    direct = ablate_heads(
+        load_model(saved_model),
+        corpus,
+        {"L0H1": [(0, 1)], "L1H2": [(1, 2)], "both": [(0, 1), (1, 2)]},
+        kind=kind,
+        positions="idiom",
+        seed=3,
+        progress=False,
+    )
+    assert saved.ids == corpus.ids and saved.conditions == ("L0H1", "L1H2", "both")
+    torch.testing.assert_close(saved.logit_diff, direct.logit_diff, rtol=0, atol=1e-4)
+
+
+def test_awareness_command(capsys, tmp_path, saved_model, corpus_file):
+    from idiomlens.interventions import AwarenessResult, idiom_awareness
+
+    code, *_ = run_cli(
+        capsys,
+        "awareness",
+        "--model",
+        saved_model,
+        "--corpus",
+        corpus_file,
+        "--chunk-size",
+        "5",
+        "--out",
+        tmp_path,
+        "--no-progress",
+    )
+    assert code == 0
+    saved = AwarenessResult.load(tmp_path)
+    direct = idiom_awareness(
+        load_model(saved_model), IdiomCorpus.from_jsonl(corpus_file), progress=False
+    )
+    assert saved.ids == direct.ids and saved.splits == direct.splits
+    torch.testing.assert_close(saved.loss, direct.loss, rtol=0, atol=1e-5)
+    assert torch.equal(saved.nwp_correct, direct.nwp_correct)
