@@ -7,8 +7,9 @@ Sources, tried in this order:
 2. ``"idiomlens-demo"`` (:data:`DEMO_MODEL_NAME`): the model shipped with the package;
 3. an existing directory, recognised by its files:
    ``hooked_config.json`` (a folder written by ``save_hooked``; weights taken as saved),
-   ``adapter_config.json`` (a PEFT adapter, merged into its local base),
-   ``config.json`` (a local Hugging Face checkpoint);
+   ``adapter_config.json`` (a PEFT adapter, LoRA or IA3, merged into its local base),
+   ``config.json`` (a local Hugging Face checkpoint; full fine-tunes and BitFit
+   checkpoints are just that);
 4. a TransformerLens official model name or alias (``"gpt2"``, ``"pythia-160m"``),
    loaded by ``HookedTransformer.from_pretrained``, which downloads from the Hugging
    Face Hub (or reads its cache); this is the only branch that may use the network.
