@@ -219,11 +219,12 @@ def _setup_logging(verbose: bool) -> None:
 
 
 def _device(args: argparse.Namespace) -> str | None:
-    if args.device:
+    """``--device``; under torchrun ``cuda`` (or nothing, with CUDA) means ``cuda:LOCAL_RANK``."""
+    if args.device not in (None, "cuda"):
         return args.device
     from idiomlens.runs.distributed import local_device
 
-    return local_device()
+    return local_device() or args.device
 
 
 def _load_model(args: argparse.Namespace) -> Any:

@@ -95,9 +95,9 @@ def _call_chunk(
             )
 
 
-def _chunk_kwargs(
-    entry: Analysis, params: dict[str, Any], corpus: Any, progress: bool
-) -> dict[str, Any]:
+def _chunk_kwargs(entry: Analysis, params: dict[str, Any], corpus: Any) -> dict[str, Any]:
+    """Keywords for every chunk call: the parameters, no inner progress bar, and the full
+    corpus as the reference of analyses whose statistics must not depend on the chunk."""
     kwargs = dict(params)
     kwargs.pop("batch_tokens", None)
     if entry.accepts("progress"):
@@ -276,7 +276,7 @@ def run_analysis(
         return final
 
     plan = plan_chunks(len(corpus), chunk_size if entry.chunked else len(corpus))
-    kwargs = _chunk_kwargs(entry, params, corpus, progress)
+    kwargs = _chunk_kwargs(entry, params, corpus)
     budget = None
     if entry.accepts("batch_tokens"):
         budget = _Budget(tokens=int(batch_tokens or DEFAULT_BATCH_TOKENS), floor=min_batch_tokens)
