@@ -177,3 +177,50 @@ def test_plot_shows_the_mean_attributions(model, corpus):
     assert heads.z[0][1] == pytest.approx(float(res.mean()[res.labels.index("L0H1"), 0]))
     with pytest.raises(ValueError, match="kind"):
         res.plot(kind="pie")
+
+
+def _config_model(**overrides):
+    """A seeded random model from a raw config (Llama-/Pythia-like shapes the fixtures lack)."""
+    from transformer_lens import HookedTransformer, HookedTransformerConfig
+
+    from idiomlens.models import tiny_tokenizer
+
+    tok = tiny_tokenizer()
+    cfg = dict(
+        n_layers=2,
+        d_model=32,
+        n_heads=4,
+        d_head=8,
+        d_mlp=48,
+        d_vocab=len(tok),
+        n_ctx=64,
+        act_fn="silu",
+        normalization_type="RMS",
+        positional_embedding_type="rotary",
+        rotary_dim=8,
+        default_prepend_bos=True,
+        seed=None,
+    )
+    cfg.update(overrides)
+    model = HookedTransformer(HookedTransformerConfig(**cfg), tokenizer=tok, move_to_device=False)
+    gen = torch.Generator().manual_seed(7)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            norm_weight = name.endswith(".w")  # LayerNorm / RMSNorm weights around 1
+            p.copy_(torch.randn(p.shape, generator=gen) * 0.2 + float(norm_weight))
+    return model.eval()
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"gated_mlp": True, "n_key_value_heads": 2},  # Llama-like: GQA, gated MLP, RMSNorm
+        {"parallel_attn_mlp": True, "normalization_type": "LN", "act_fn": "gelu"},  # Pythia-like
+    ],
+    ids=["llama_like", "pythia_like"],
+)
+def test_exact_on_other_architectures(overrides, corpus):
+    model = _config_model(**overrides)
+    res = direct_logit_attribution(model, corpus[:4], progress=False)
+    ref = _reference_group_logits(model, align(corpus[:4], model))
+    assert torch.allclose(res.attributions.sum(1) + res.unembed_bias, ref, atol=1e-4)
