@@ -44,6 +44,7 @@ _EXPORTS: dict[str, str] = {
     # attribution
     "direct_logit_attribution": "idiomlens.attribution",
     "DLAResult": "idiomlens.attribution",
+    "logit_diff_attribution": "idiomlens.attribution",
     # interventions
     "ablation_hooks": "idiomlens.interventions",
     "ablate_heads": "idiomlens.interventions",
