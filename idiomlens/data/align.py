@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterable
 from dataclasses import dataclass
+from itertools import islice
 from typing import Any
 
 from .example import IdiomExample
@@ -131,27 +132,37 @@ def core_span(example: IdiomExample) -> tuple[int, int]:
     return a, a + len(stripped.rstrip())
 
 
-def align_one(
-    example: IdiomExample,
-    tokenizer: Any,
-    *,
-    prepend_bos: bool = True,
-    index: int = 0,
-    max_length: int | None = None,
-) -> AlignedExample:
-    """Align one example; raises :class:`AlignmentError` naming the example id."""
+_ENCODE_CHUNK = 512
+
+
+def _check_fast(tokenizer: Any) -> None:
     if not getattr(tokenizer, "is_fast", False):
         raise TypeError(
             f"{type(tokenizer).__name__} is not a fast (Rust) tokenizer: character offsets "
             "are needed to align idiom spans; load it with use_fast=True"
         )
-    enc = tokenizer(example.text, add_special_tokens=False, return_offsets_mapping=True)
-    ids, offsets = list(enc["input_ids"]), [tuple(o) for o in enc["offset_mapping"]]
+
+
+def _encode(tokenizer: Any, texts: list[str]) -> list[tuple[list[int], list[tuple[int, int]]]]:
+    """Token ids and character offsets of several texts in one (parallel) tokenizer call."""
+    enc = tokenizer(texts, add_special_tokens=False, return_offsets_mapping=True)
+    return [
+        (list(ids), [(int(lo), int(hi)) for lo, hi in offs])
+        for ids, offs in zip(enc["input_ids"], enc["offset_mapping"], strict=True)
+    ]
+
+
+def _from_encoding(
+    example: IdiomExample,
+    ids: list[int],
+    offsets: list[tuple[int, int]],
+    bos: int | None,
+    index: int,
+    max_length: int | None,
+) -> AlignedExample:
+    """The aligned example from its encoding; ``bos`` is prepended unless ``None``."""
     p0 = 0
-    if prepend_bos:
-        bos = tokenizer.bos_token_id
-        if bos is None:
-            raise AlignmentError(f"example {example.id!r}: tokenizer has no BOS token")
+    if bos is not None:
         ids, offsets, p0 = [bos, *ids], [(0, 0), *offsets], 1
     a, b = core_span(example)
     inside = [i for i in range(p0, len(ids)) if offsets[i][0] < b and offsets[i][1] > a]
@@ -174,6 +185,34 @@ def align_one(
         offsets=tuple(offsets),
         text=example.text,
     )
+
+
+def _bos_id(tokenizer: Any, prepend_bos: bool) -> int | None:
+    if not prepend_bos:
+        return None
+    if tokenizer.bos_token_id is None:
+        raise AlignmentError(f"{type(tokenizer).__name__} has no BOS token; pass prepend_bos=False")
+    return int(tokenizer.bos_token_id)
+
+
+def align_one(
+    example: IdiomExample,
+    tokenizer: Any,
+    *,
+    prepend_bos: bool = True,
+    index: int = 0,
+    max_length: int | None = None,
+) -> AlignedExample:
+    """Align one example (see :func:`align`); raises :class:`AlignmentError` naming its id.
+
+    >>> from idiomlens.models import tiny_tokenizer
+    >>> align_one(IdiomExample("a", "Break a leg!", (0, 11)), tiny_tokenizer()).span_text
+    'Break a leg'
+    """
+    _check_fast(tokenizer)
+    [(ids, offsets)] = _encode(tokenizer, [example.text])
+    bos = _bos_id(tokenizer, prepend_bos)
+    return _from_encoding(example, ids, offsets, bos, index, max_length)
 
 
 def align(
@@ -207,16 +246,22 @@ def align(
     if on_error not in ("raise", "skip"):
         raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
     tok = get_tokenizer(tokenizer)
+    _check_fast(tok)
+    bos = _bos_id(tok, prepend_bos)
     limit = _context_length(tokenizer, max_length)
     out, skipped = [], {}
-    for i, ex in enumerate(corpus):
-        try:
-            out.append(align_one(ex, tok, prepend_bos=prepend_bos, index=i, max_length=limit))
-        except AlignmentError as err:
-            if on_error == "raise":
-                raise
-            skipped[ex.id] = str(err)
-            log.warning("skipping: %s", err)
+    examples = iter(corpus)
+    index = 0
+    while chunk := list(islice(examples, _ENCODE_CHUNK)):
+        for ex, (ids, offsets) in zip(chunk, _encode(tok, [e.text for e in chunk]), strict=True):
+            try:
+                out.append(_from_encoding(ex, ids, offsets, bos, index, limit))
+            except AlignmentError as err:
+                if on_error == "raise":
+                    raise
+                skipped[ex.id] = str(err)
+                log.warning("skipping: %s", err)
+            index += 1
     return AlignedCorpus(out, skipped)
 
 

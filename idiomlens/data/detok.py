@@ -48,6 +48,7 @@ _OPENING = {"(", "[", "{", "“", "‘", "«"}
 _CLITICS = {"n't", "'s", "'re", "'ll", "'ve", "'m", "'d"}
 _CLITICS |= {c.replace("'", "’") for c in _CLITICS}
 _CURRENCY = {"$", "£", "€", "¥", "US$"}
+_ASCII_SPACE = " \t\n\r\f\v"
 
 
 class Detokenized(NamedTuple):
@@ -61,8 +62,9 @@ def detokenize(words: Sequence[str]) -> Detokenized:
     """Join whitespace tokens into natural text, returning each word's character span.
 
     Args:
-        words: the tokens of one sentence (e.g. ``line.split()``); none may be empty or
-            contain whitespace.
+        words: the tokens of one sentence (e.g. ``line.split(" ")``); none may be empty or
+            contain ASCII whitespace (other characters, such as a no-break space inside a
+            word, are copied verbatim).
 
     Returns:
         ``(text, spans)`` with ``len(spans) == len(words)``; ``text[s:e]`` is word ``i``
@@ -80,7 +82,7 @@ def detokenize(words: Sequence[str]) -> Detokenized:
     glue_next = True  # no space before the first word
     double_open = False  # inside a straight-quote pair
     for i, raw in enumerate(words):
-        if not raw or any(ch.isspace() for ch in raw):
+        if not raw or any(ch in _ASCII_SPACE for ch in raw):
             raise ValueError(f"word {i} is empty or contains whitespace: {raw!r}")
         word = _PTB.get(raw, raw)
         glue_before, glue_after = _glue(raw, word, double_open, glue_next)

@@ -23,6 +23,7 @@ so ``formal-000123`` is line 124.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,13 +32,21 @@ from typing import Any
 from .detok import detokenize
 from .example import IdiomCorpus, IdiomExample
 
-__all__ = ["EPIE_SPLITS", "EpieProblem", "load_epie", "is_epie_root", "paraphrase_span"]
+__all__ = [
+    "EPIE_SPLITS",
+    "EpieProblem",
+    "load_epie",
+    "is_epie_root",
+    "paraphrase_span",
+    "split_words",
+]
 
 log = logging.getLogger(__name__)
 
 EPIE_SPLITS = ("formal", "formal-literal", "static", "trans")
 FORMAL_DIR, STATIC_DIR = "Formal_Idioms_Corpus", "Static_Idioms_Corpus"
 _TAGS = {"O", "B-IDIOM", "I-IDIOM"}
+_SPLIT = re.compile(r"[ \t\r\f\v]+")
 _MAX_LISTED = 50
 
 
@@ -72,6 +81,19 @@ def is_epie_root(path: str | Path) -> bool:
     ).is_file()
 
 
+def split_words(line: str) -> list[str]:
+    """The whitespace tokens of a corpus line, split on ASCII whitespace only.
+
+    ``str.split()`` would also split on a no-break space (``\\xa0``) inside a word, so the
+    word count would no longer match the tag count.
+
+    >>> split_words("a  b\\xa0c\\t d ")
+    ['a', 'b\\xa0c', 'd']
+    """
+    stripped = line.strip(" \t\r\f\v")
+    return _SPLIT.split(stripped) if stripped else []
+
+
 def _read_lines(path: Path) -> list[str]:
     """Lines of a UTF-8 file split on ``\\n`` only (a trailing newline adds no line).
 
@@ -90,7 +112,7 @@ def _parse_tagged(
     words_line: str, tags_line: str, words_path: Path, tags_path: Path
 ) -> tuple[list[str], list[int]]:
     """``(words, idiom word indices)``; raises :class:`_LineError` on a malformed pair."""
-    words, tags = words_line.split(), tags_line.split()
+    words, tags = split_words(words_line), split_words(tags_line)
     if not words:
         raise _LineError(words_path, "empty sentence")
     if len(tags) != len(words):
@@ -164,7 +186,7 @@ def paraphrase_span(
 def _trans_example(
     ex_id: str, source: IdiomExample, para_line: str, src_words: list[str], idx: list[int]
 ) -> IdiomExample:
-    words = para_line.split()
+    words = split_words(para_line)
     if not words:
         raise ValueError("empty paraphrase")
     (first, last), rule = paraphrase_span(src_words, words, idx)

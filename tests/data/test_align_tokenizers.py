@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+
 import pytest
 from transformers import ByT5Tokenizer
 
@@ -135,3 +137,29 @@ def test_report_flags_wide_and_skipped_spans(corpus):
     assert not r2.loc[0, "covers"] and not r2.loc[0, "clean"]
     generous = alignment_report(corpus[:1], AlignedCorpus([wide]), max_extra=10_000)
     assert bool(generous.loc[0, "clean"])
+
+
+def test_chunked_encoding_matches_one_by_one(corpus, monkeypatch):
+    # the package re-exports the function ``align``, which shadows the module attribute
+    align_module = importlib.import_module("idiomlens.data.align")
+    tok = tiny_tokenizer()
+    monkeypatch.setattr(align_module, "_ENCODE_CHUNK", 3)  # several chunk boundaries
+    chunked = align(corpus, tok)
+    single = [align_module.align_one(ex, tok, index=i) for i, ex in enumerate(corpus)]
+    assert list(chunked) == single
+    assert [a.index for a in chunked] == list(range(len(corpus)))
+    # indices stay corpus positions when an example in an earlier chunk is skipped
+    bad = IdiomExample("ws", "a  b", (1, 3))
+    kept = align([bad, *corpus], tok, on_error="skip")
+    assert [a.index for a in kept] == list(range(1, len(corpus) + 1))
+
+
+def test_missing_bos_is_reported(sp_tokenizer):
+    from transformers import PreTrainedTokenizerFast
+
+    no_bos = PreTrainedTokenizerFast(tokenizer_object=sp_tokenizer.backend_tokenizer)
+    ex = IdiomExample("a", "Break a leg!", (0, 11))
+    with pytest.raises(AlignmentError, match="no BOS"):
+        align([ex], no_bos)
+    [al] = align([ex], no_bos, prepend_bos=False)
+    assert al.p0 == 0 and al.span[0] == 0

@@ -220,3 +220,19 @@ def test_load_corpus_dispatch(epie_root, corpus, tmp_path):
         load_corpus(tmp_path / "empty")
     with pytest.raises(ValueError, match="unknown EPIE split"):
         load_corpus(epie_root, split="nope")
+
+
+def test_no_break_space_inside_a_word_keeps_counts(epie_root, tmp_path):
+    root = _copy(epie_root, tmp_path)
+    words = root / FORMAL / "Formal_Idioms_Words.txt"
+    lines = words.read_text(encoding="utf-8").split("\n")
+    lines[0] = (
+        lines[0].replace("surprise party", "surprise\u00a0party").replace("party .", "party  .")
+    )
+    tags = (root / FORMAL / "Formal_Idioms_Tags.txt").read_text().split("\n")
+    tags[0] = " ".join(tags[0].split()[:-1])  # one word fewer
+    words.write_text("\n".join(lines), encoding="utf-8")
+    (root / FORMAL / "Formal_Idioms_Tags.txt").write_text("\n".join(tags))
+    ex = load_epie(root, "formal")["formal-000000"]
+    assert ex.text == "He finally spilled the beans about the surprise\u00a0party."
+    assert ex.idiom == "spilled the beans"
