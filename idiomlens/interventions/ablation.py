@@ -38,7 +38,7 @@ from ..models.sites import z_hook
 from .ablation_result import AblationResult
 from .hooks import replacement_hooks
 from .metrics import run_word_metrics, sentence_loss_mask, word_spans
-from .specs import make_value, normalize_heads
+from .specs import KINDS, make_value, normalize_heads
 
 __all__ = [
     "ablate_heads",
@@ -249,8 +249,6 @@ def ablate_heads(
     >>> res.conditions, tuple(res.logit_diff.shape)
     (('L0H0', 'L1H2'), (1, 2))
     """
-    from .specs import KINDS
-
     if kind not in KINDS:
         raise ValueError(f"unknown ablation kind {kind!r}; choose one of {sorted(KINDS)}")
     if positions not in POSITIONS:
@@ -267,22 +265,23 @@ def ablate_heads(
     means = mean_head_z(model, ref, batch_tokens=batch_tokens) if kind == "mean" else None
     donors = _donor_table(model, aligned, ref, seed) if kind == "resample" else None
     budget = batch_tokens or 8192
-    clean: dict[str, Tensor] = {}
-    ablated: dict[str, Tensor] = {}
-    batches = iter_batches(aligned, batch_tokens=max(1, budget // (len(names) + 1)), device=dev)
+    # condition 0 ablates nothing: the clean run shares the stacked forwards
+    stacked = torch.cat([torch.zeros_like(masks[:1]), masks])  # [1 + condition, layer, head]
+    out: dict[str, Tensor] = {}
+    batches = iter_batches(aligned, batch_tokens=max(1, budget // len(stacked)), device=dev)
     for batch in tqdm(batches, desc=f"ablate ({kind})", disable=not progress, unit="batch"):
         idx = batch.indices.cpu()
         spans, loss_mask = spans_all[idx].to(dev), sentence_loss_mask(batch)
         donor_z = (
             _donor_z(model, batch, [donors[i] for i in idx.tolist()], layers) if donors else None
         )
-        for m, v in run_word_metrics(model, batch.tokens, spans, loss_mask).items():
-            clean.setdefault(m, torch.zeros(len(aligned), dtype=v.dtype))[idx] = v.cpu()
         value = partial(make_value, kind, means=means)
         for m, v in _ablate_batch(
-            model, batch, spans, loss_mask, masks, positions, value, donor_z, budget
+            model, batch, spans, loss_mask, stacked, positions, value, donor_z, budget
         ).items():
-            ablated.setdefault(m, torch.zeros(len(aligned), len(names), dtype=v.dtype))[idx] = v
+            out.setdefault(m, torch.zeros(len(aligned), len(stacked), dtype=v.dtype))[idx] = v
+    clean = {m: v[:, 0] for m, v in out.items()}
+    ablated = {m: v[:, 1:] for m, v in out.items()}
     return AblationResult(
         ids=tuple(a.id for a in aligned),
         conditions=names,
@@ -328,8 +327,10 @@ def _ablate_batch(
             layer: row_pos[:, :, None] & rows[:, None, layer, :]  # [k * n, pos, head]
             for layer in chunk.any(2).any(0).nonzero()[:, 0].tolist()
         }
-        stacked = None if donor_z is None else {i: z.repeat(k, 1, 1, 1) for i, z in donor_z.items()}
-        hooks = replacement_hooks(layer_masks, value(donor_z=stacked))
+        donors_k = (
+            None if donor_z is None else {i: z.repeat(k, 1, 1, 1) for i, z in donor_z.items()}
+        )
+        hooks = replacement_hooks(layer_masks, value(donor_z=donors_k)) if layer_masks else []
         out = run_word_metrics(
             model, batch.tokens.repeat(k, 1), spans.repeat(k, 1), loss_mask.repeat(k, 1), hooks
         )
