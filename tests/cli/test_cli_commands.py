@@ -283,3 +283,17 @@ def test_awareness_command(capsys, tmp_path, saved_model, corpus_file):
     assert saved.ids == direct.ids and saved.splits == direct.splits
     torch.testing.assert_close(saved.loss, direct.loss, rtol=0, atol=1e-5)
     assert torch.equal(saved.nwp_correct, direct.nwp_correct)
+
+
+def test_demo_command_calls_run_demo(capsys, tmp_path, monkeypatch):
+    import types
+
+    calls = []
+    fake = types.ModuleType("idiomlens.demo")
+    fake.run_demo = lambda out, *, device=None, progress=True: (
+        calls.append((out, device, progress)) or out / "report.html"
+    )
+    monkeypatch.setitem(sys.modules, "idiomlens.demo", fake)
+    code, out, _ = run_cli(capsys, "demo", "--out", tmp_path, "--no-progress")
+    assert code == 0 and calls == [(tmp_path, None, False)]
+    assert str(tmp_path / "report.html") in out
