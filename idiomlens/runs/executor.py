@@ -62,9 +62,12 @@ def is_out_of_memory(err: BaseException) -> bool:
 
 @dataclass
 class _Budget:
-    """The current token budget, shared by all chunks of a run (halved on OOM)."""
+    """The current token budget, shared by all chunks of a run (halved on OOM).
 
-    tokens: int
+    ``tokens=None`` lets the analysis use its own default until the first OOM error.
+    """
+
+    tokens: int | None
     floor: int
 
 
@@ -75,7 +78,7 @@ def _call_chunk(
     fn = entry.resolve()
     while True:
         call = dict(kwargs)
-        if budget is not None:
+        if budget is not None and budget.tokens is not None:
             call["batch_tokens"] = budget.tokens
         try:
             return fn(model, corpus, **call)
@@ -84,12 +87,13 @@ def _call_chunk(
                 raise
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
-            if budget.tokens <= budget.floor:
+            current = budget.tokens or DEFAULT_BATCH_TOKENS
+            if current <= budget.floor:
                 raise OutOfMemoryBudget(
-                    f"{entry.name}: out of memory even with batch_tokens={budget.tokens} "
+                    f"{entry.name}: out of memory even with batch_tokens={current} "
                     f"(the floor); use a smaller model/dtype or a larger device"
                 ) from err
-            budget.tokens = max(budget.floor, budget.tokens // 2)
+            budget.tokens = max(budget.floor, current // 2)
             log.warning(
                 "%s: out of memory; retrying with batch_tokens=%d", entry.name, budget.tokens
             )
@@ -279,7 +283,7 @@ def run_analysis(
     kwargs = _chunk_kwargs(entry, params, corpus)
     budget = None
     if entry.accepts("batch_tokens"):
-        budget = _Budget(tokens=int(batch_tokens or DEFAULT_BATCH_TOKENS), floor=min_batch_tokens)
+        budget = _Budget(tokens=batch_tokens, floor=min_batch_tokens)
     started = time.perf_counter()
     computed = _compute_chunks(
         entry, model, corpus, store, spec.key, plan, ctx, resume, kwargs, budget, progress

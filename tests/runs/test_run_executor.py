@@ -227,3 +227,10 @@ def test_shard_job_never_deletes_another_run(model, runs_corpus, tmp_path):
             shard=(0, 2),
             progress=False,
         )
+
+
+def test_oom_without_a_budget_starts_from_the_default(model, runs_corpus, tmp_path):
+    result = run_analysis(flaky_oom(4096), model, runs_corpus, out=tmp_path, progress=False)
+    # no budget given: first call uses the analysis default (None -> OOM), then 8192 // 2
+    assert CALLS["oom_attempts"] == 2 and CALLS["budget=4096"] == 1
+    assert result.ids == runs_corpus.ids
