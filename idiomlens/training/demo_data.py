@@ -28,6 +28,7 @@ from __future__ import annotations
 import argparse
 import random
 from collections.abc import Iterator
+from functools import lru_cache
 
 from ..data.example import IdiomCorpus, IdiomExample
 from .idioms import IDIOMS, PREFIXES, SUBJECTS, Idiom
@@ -94,11 +95,17 @@ def training_sentences(n: int, *, seed: int = 0) -> list[str]:
     Sampling uses a local ``random.Random(seed)``; the result depends only on ``n``,
     ``seed`` and the idiom table.
     """
-    shipped = {ex.text for ex in build_demo_corpus()}
-    pool = sorted(set(all_sentences()) - shipped)
+    pool = _training_pool()
     if n > len(pool):
         raise ValueError(f"asked for {n} training sentences, the templates give {len(pool)}")
     return random.Random(seed).sample(pool, n)
+
+
+@lru_cache(maxsize=1)
+def _training_pool() -> tuple[str, ...]:
+    """All template sentences minus the shipped ones, sorted (the sampling frame)."""
+    shipped = {ex.text for ex in build_demo_corpus()}
+    return tuple(sorted(set(all_sentences()) - shipped))
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -39,7 +39,7 @@ from ..data.example import IdiomCorpus
 from ..models.native import save_hooked
 from .demo_data import build_demo_corpus, training_sentences
 
-__all__ = ["TrainConfig", "train_tokenizer", "train", "last_word_accuracy", "main"]
+__all__ = ["TrainConfig", "train_tokenizer", "train", "evaluate", "last_word_accuracy", "main"]
 
 log = logging.getLogger(__name__)
 BOS = "<|endoftext|>"
@@ -204,12 +204,19 @@ def train(cfg: TrainConfig) -> tuple[HookedTransformer, dict[str, float]]:
         model.eval()
         with torch.no_grad():
             metrics = {"final_train_loss": float(_lm_loss(model, data[:2048]))}
-            corpus = build_demo_corpus()
-            for split in ("figurative", "literal", "paraphrase"):
-                sub = corpus.filter(lambda ex, s=split: ex.meta["split"] == s)
-                metrics[f"nwp_{split}"] = last_word_accuracy(model, sub)
     metrics["train_seconds"] = round(time.time() - t0, 1)
     return model, metrics
+
+
+def evaluate(model: HookedTransformer) -> dict[str, float]:
+    """Last-word greedy accuracy on each split of the demo corpus (``nwp_<split>``)."""
+    corpus = build_demo_corpus()
+    metrics = {}
+    with torch.no_grad():
+        for split in ("figurative", "literal", "paraphrase"):
+            sub = corpus.filter(lambda ex, s=split: ex.meta["split"] == s)
+            metrics[f"nwp_{split}"] = last_word_accuracy(model, sub)
+    return metrics
 
 
 def last_word_accuracy(model: HookedTransformer, corpus: IdiomCorpus) -> float:
@@ -236,6 +243,7 @@ def main(argv: list[str] | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     cfg = TrainConfig.from_json(args.config)
     model, metrics = train(cfg)
+    metrics.update(evaluate(model))
     out = save_hooked(model, args.out)
     (out / "training.json").write_text(
         json.dumps({"config": asdict(cfg), "metrics": metrics}, indent=2, sort_keys=True)

@@ -102,7 +102,7 @@ class Report:
                         full_html=False,
                         include_plotlyjs=not inlined,
                         include_mathjax=False,
-                        config={"displaylogo": False, "showLink": False},
+                        config={"displaylogo": False},
                     )
                 )
                 inlined = True
