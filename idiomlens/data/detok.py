@@ -28,6 +28,7 @@ Rules (applied left to right; the first word never gets a space before it):
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -48,7 +49,7 @@ _OPENING = {"(", "[", "{", "“", "‘", "«"}
 _CLITICS = {"n't", "'s", "'re", "'ll", "'ve", "'m", "'d"}
 _CLITICS |= {c.replace("'", "’") for c in _CLITICS}
 _CURRENCY = {"$", "£", "€", "¥", "US$"}
-_ASCII_SPACE = " \t\n\r\f\v"
+_ASCII_SPACE = re.compile(r"[ \t\n\r\f\v]")
 
 
 class Detokenized(NamedTuple):
@@ -82,7 +83,7 @@ def detokenize(words: Sequence[str]) -> Detokenized:
     glue_next = True  # no space before the first word
     double_open = False  # inside a straight-quote pair
     for i, raw in enumerate(words):
-        if not raw or any(ch in _ASCII_SPACE for ch in raw):
+        if not raw or _ASCII_SPACE.search(raw):
             raise ValueError(f"word {i} is empty or contains whitespace: {raw!r}")
         word = _PTB.get(raw, raw)
         glue_before, glue_after = _glue(raw, word, double_open, glue_next)

@@ -341,7 +341,7 @@ def _read_tagged(
     n = min(len(v) for p, v in files.items() if p != layout.translated)
     labels = files[layout.labels] if layout.labels is not None else None
     candidates = files.get(layout.candidates)
-    prefix, rows = _ID_PREFIX[split], []
+    prefix, rows, words_rel = _ID_PREFIX[split], [], _rel(root, layout.words)
     for line in range(n):
         try:
             if labels is not None and layout.labels is not None:
@@ -358,7 +358,7 @@ def _read_tagged(
                 EpieProblem(_rel(root, err.path), line + 1, f"{prefix}-{line:06d}", str(err))
             )
             continue
-        meta: dict[str, Any] = {"split": split, "source": f"{_rel(root, layout.words)}:{line + 1}"}
+        meta: dict[str, Any] = {"split": split, "source": f"{words_rel}:{line + 1}"}
         if candidates is not None:
             meta["candidate"] = candidates[line].strip()
         label = "literal" if split == "formal-literal" else "figurative"

@@ -11,12 +11,14 @@ __all__ = ["load_corpus"]
 
 
 def load_corpus(path_or_name: str | Path, *, split: str | None = None) -> IdiomCorpus:
-    """Load a corpus from a JSONL file, a CSV file or an EPIE folder.
+    """Load a corpus from a JSONL file, a CSV file, an EPIE folder or by name.
 
     Dispatch:
 
     * ``*.jsonl`` -> :meth:`IdiomCorpus.from_jsonl` (records ``{id, text, span, label, meta}``);
     * ``*.csv`` -> :meth:`IdiomCorpus.from_csv` (columns ``id, text, start, end[, label]``);
+    * the name ``"demo"`` (when no such path exists) -> the shipped
+      :func:`~idiomlens.data.demo.demo_corpus`, ``split`` one of its splits or ``None``;
     * a folder with the EPIE layout (``Formal_Idioms_Corpus/`` or
       ``Static_Idioms_Corpus/``) -> :func:`~idiomlens.data.epie.load_epie` with ``split``
       (default ``"formal"``, the figurative formal sentences).
@@ -32,11 +34,15 @@ def load_corpus(path_or_name: str | Path, *, split: str | None = None) -> IdiomC
     >>> load_corpus("missing.jsonl")
     Traceback (most recent call last):
     ...
-    FileNotFoundError: corpus not found: missing.jsonl
+    FileNotFoundError: corpus not found: missing.jsonl (and not the name 'demo')
     """
     path = Path(path_or_name)
     if not path.exists():
-        raise FileNotFoundError(f"corpus not found: {path}")
+        if str(path_or_name) == "demo":
+            from .demo import demo_corpus
+
+            return demo_corpus(split)
+        raise FileNotFoundError(f"corpus not found: {path} (and not the name 'demo')")
     if path.is_dir():
         if not is_epie_root(path):
             raise ValueError(

@@ -5,7 +5,8 @@ from __future__ import annotations
 import importlib
 
 import pytest
-from transformers import ByT5Tokenizer
+from tokenizers import Tokenizer, processors
+from transformers import ByT5Tokenizer, PreTrainedTokenizerFast
 
 from idiomlens.data import (
     AlignedCorpus,
@@ -21,9 +22,20 @@ from idiomlens.data.epie import EPIE_SPLITS
 from idiomlens.models import tiny_tokenizer
 
 
-@pytest.fixture(params=["bpe", "sentencepiece"])
-def tok(request, sp_tokenizer):
-    return tiny_tokenizer() if request.param == "bpe" else sp_tokenizer
+@pytest.fixture(scope="module")
+def trimmed_bpe():
+    """The tiny byte-level BPE with ``trim_offsets=True`` (RoBERTa-style): ``" beans"``
+    then reports offsets without its leading space."""
+    backend = Tokenizer.from_str(tiny_tokenizer().backend_tokenizer.to_str())
+    backend.post_processor = processors.ByteLevel(trim_offsets=True)
+    return PreTrainedTokenizerFast(tokenizer_object=backend, bos_token="<|endoftext|>")
+
+
+@pytest.fixture(params=["bpe", "bpe-trimmed", "sentencepiece"])
+def tok(request, sp_tokenizer, trimmed_bpe):
+    return {"bpe": tiny_tokenizer(), "bpe-trimmed": trimmed_bpe, "sentencepiece": sp_tokenizer}[
+        request.param
+    ]
 
 
 def _reference_span(ex, tok, p0):
@@ -155,8 +167,6 @@ def test_chunked_encoding_matches_one_by_one(corpus, monkeypatch):
 
 
 def test_missing_bos_is_reported(sp_tokenizer):
-    from transformers import PreTrainedTokenizerFast
-
     no_bos = PreTrainedTokenizerFast(tokenizer_object=sp_tokenizer.backend_tokenizer)
     ex = IdiomExample("a", "Break a leg!", (0, 11))
     with pytest.raises(AlignmentError, match="no BOS"):

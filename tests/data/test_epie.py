@@ -220,6 +220,10 @@ def test_load_corpus_dispatch(epie_root, corpus, tmp_path):
         load_corpus(tmp_path / "empty")
     with pytest.raises(ValueError, match="unknown EPIE split"):
         load_corpus(epie_root, split="nope")
+    demo = load_corpus("demo")
+    assert len(demo) > 0 and load_corpus("demo", split="literal").ids == tuple(
+        ex.id for ex in demo if ex.meta.get("split") == "literal"
+    )
 
 
 def test_no_break_space_inside_a_word_keeps_counts(epie_root, tmp_path):
