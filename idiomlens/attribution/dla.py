@@ -83,12 +83,12 @@ def unembed_directions(
     Returned in float32.
     """
     norm = _final_norm(model)
-    w_u = model.W_U.float()  # [d_model, d_vocab]
-    u = w_u.T[targets]  # [batch, pos, d_model]
-    b_u = model.b_U.float()[targets]
+    w_u = model.W_U.T  # [d_vocab, d_model] view; gather rows before casting
+    u = w_u[targets].float()  # [batch, pos, d_model]
+    b_u = model.b_U[targets].float()
     if distractors is not None:
-        u = u - w_u.T[distractors]
-        b_u = b_u - model.b_U.float()[distractors]
+        u = u - w_u[distractors].float()
+        b_u = b_u - model.b_U[distractors].float()
     ln_w = getattr(model.ln_final, "w", None) if norm else None
     ln_b = getattr(model.ln_final, "b", None) if norm else None
     ln_bias_logit = (u @ ln_b.float()) if ln_b is not None else torch.zeros_like(b_u)
@@ -105,7 +105,7 @@ def attribute_components(
     embed: Float[Tensor, "batch pos d_model"],
     pos_embed: Float[Tensor, "batch pos d_model"] | None,
     z: Sequence[Float[Tensor, "batch pos head_index d_head"]],
-    W_O: Float[Tensor, "layer head_index d_head d_model"],
+    W_O: Sequence[Float[Tensor, "head_index d_head d_model"]],
     mlp_out: Sequence[Float[Tensor, "batch pos d_model"]] | None,
     bias: Float[Tensor, " d_model"],
     ln_bias_logit: Float[Tensor, "batch pos"],
@@ -118,7 +118,7 @@ def attribute_components(
         scale: the final norm's scale ``s(p)`` (ones without a final norm).
         embed, pos_embed: embedding components (``pos_embed`` ``None`` if absent).
         z: per layer, the heads' ``hook_z``.
-        W_O: stacked output weights.
+        W_O: per layer, the output weights.
         mlp_out: per layer, ``hook_mlp_out - b_out`` (``None`` for attention-only models).
         bias: the sum of every layer's ``b_O`` and ``b_out``.
         ln_bias_logit: ``b_ln . u``, added to the ``bias`` component.
@@ -199,13 +199,13 @@ def dla_forward(
             embed,
             pos_embed,
             [cache[z_hook(i)] for i in range(n_layers)],
-            model.W_O,
+            [b.attn.W_O for b in model.blocks],
             mlp_out,
             bias,
             ln_bias_logit,
         )
         final = cache[names[-2] if norm else names[-1]].float()
-        w_u = model.W_U.float().T
-        u = w_u[targets] - (w_u[distractors] if distractors is not None else 0)
+        w_u = model.W_U.T
+        u = w_u[targets].float() - (w_u[distractors].float() if distractors is not None else 0)
         logits = einops.einsum(final, u, "b p d, b p d -> b p") + b_u
     return attr, logits, b_u
