@@ -236,7 +236,7 @@ def _load_model(args: argparse.Namespace) -> Any:
         raise UserError(f"cannot load model {args.model!r}: {err}") from None
 
 
-def _load_corpus(args: argparse.Namespace, model: Any) -> Any:
+def _load_corpus(args: argparse.Namespace, model: Any, *, check: bool = True) -> Any:
     from idiomlens.data import AlignmentError, align, load_corpus
 
     try:
@@ -246,7 +246,8 @@ def _load_corpus(args: argparse.Namespace, model: Any) -> Any:
     if len(corpus) == 0:
         raise UserError(f"the corpus {args.corpus} has no examples")
     try:  # tokenising is cheap: fail before any compute on a bad example
-        align(corpus, model)
+        if check:
+            align(corpus, model)
     except AlignmentError as err:
         raise UserError(f"{args.corpus}: {err}") from None
     return corpus
@@ -257,7 +258,8 @@ def _run(args: argparse.Namespace, analysis: str, params: dict[str, Any]) -> int
     from idiomlens.runs.distributed import shutdown_distributed
 
     model = _load_model(args)
-    corpus = _load_corpus(args, model)
+    # patching skips sentences without a length-matched partner (and too long ones) itself
+    corpus = _load_corpus(args, model, check=analysis != "patch")
     try:
         result = run_analysis(
             analysis,
@@ -362,6 +364,8 @@ def _user_error_types() -> tuple[type[BaseException], ...]:
         types.append(sys.modules["idiomlens.data.align"].AlignmentError)
     if "idiomlens.runs.store" in sys.modules:
         types.append(sys.modules["idiomlens.runs.store"].StoreMismatch)
+    if "idiomlens.runs.tasks" in sys.modules:
+        types.append(sys.modules["idiomlens.runs.tasks"].NoPairsError)
     if "idiomlens.runs.executor" in sys.modules:
         types.append(sys.modules["idiomlens.runs.executor"].OutOfMemoryBudget)
     return tuple(types)

@@ -15,9 +15,13 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
-__all__ = ["patch_corpus", "idiom_logit_diff_metric"]
+__all__ = ["patch_corpus", "idiom_logit_diff_metric", "NoPairsError"]
 
 log = logging.getLogger(__name__)
+
+
+class NoPairsError(ValueError):
+    """The corpus yields no length-matched clean/corrupted pair (the message says why)."""
 
 
 def idiom_logit_diff_metric(
@@ -69,7 +73,10 @@ def patch_corpus(
     """
     from idiomlens.interventions import PatchingResult, make_patching_pairs, patch_heads
 
-    pairs = make_patching_pairs(model, corpus, mode=mode, seed=seed)
+    try:
+        pairs = make_patching_pairs(model, corpus, mode=mode, seed=seed)
+    except ValueError as err:
+        raise NoPairsError(f"corpus {getattr(corpus, 'name', '')!r}: {err}") from err
     groups = list(pairs.by_length().values())
     if by_position:
         largest = max(groups, key=len)

@@ -297,3 +297,10 @@ def test_demo_command_calls_run_demo(capsys, tmp_path, monkeypatch):
     code, out, _ = run_cli(capsys, "demo", "--out", tmp_path, "--no-progress")
     assert code == 0 and calls == [(tmp_path, None, False)]
     assert str(tmp_path / "report.html") in out
+
+
+def test_patch_without_pairs_is_a_user_error(capsys, tmp_path, saved_model, corpus_file):
+    code, _, err = run_cli(
+        capsys, "patch", "--model", saved_model, "--corpus", corpus_file, "--out", tmp_path
+    )
+    assert_user_error(code, err, "no paraphrase pair")
