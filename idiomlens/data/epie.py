@@ -13,9 +13,10 @@ Splits: ``formal`` (label 1, figurative; 2,761 in the published corpus),
 ``formal-literal`` (label 0, literal; 375), ``static`` (every line, figurative; 21,891)
 and ``trans`` (the paraphrase of every figurative formal sentence; 2,761).
 
-Ids are ``{split}-{line:06d}`` with the 0-based line number of the source line, so they
-are stable and never shifted by filtering: ``formal`` and ``formal-literal`` ids
-interleave with gaps, and ``trans-000123`` is the paraphrase of ``formal-000123``.
+Ids are ``formal-NNNNNN`` (both formal splits), ``static-NNNNNN`` and ``trans-NNNNNN``
+with ``NNNNNN`` the 0-based line number in the source file, so they are stable and never
+shifted by filtering: ``formal`` and ``formal-literal`` ids interleave with gaps, and
+``trans-000123`` is the paraphrase of ``formal-000123``.
 Problems are reported as ``path:line`` with 1-based line numbers (as editors show them),
 so ``formal-000123`` is line 124.
 """
@@ -111,8 +112,12 @@ def _read_lines(path: Path) -> list[str]:
 def _parse_tagged(
     words_line: str, tags_line: str, words_path: Path, tags_path: Path
 ) -> tuple[list[str], list[int]]:
-    """``(words, idiom word indices)``; raises :class:`_LineError` on a malformed pair."""
-    words, tags = split_words(words_line), split_words(tags_line)
+    """``(words, idiom word indices)``; raises :class:`_LineError` on a malformed pair.
+
+    Tags are compared case-insensitively (``b-idiom`` is ``B-IDIOM``); every tag other
+    than ``O`` marks an idiom word, whether it begins a run or continues one.
+    """
+    words, tags = split_words(words_line), split_words(tags_line.upper())
     if not words:
         raise _LineError(words_path, "empty sentence")
     if len(tags) != len(words):
@@ -211,7 +216,7 @@ class _Layout:
     candidates: Path
     translated: Path | None
 
-    def optional(self) -> tuple[Path, ...]:
+    def extra_files(self) -> tuple[Path, ...]:
         """The label/paraphrase files this split needs, and the candidates file if present."""
         paths = tuple(p for p in (self.labels, self.translated) if p is not None)
         return paths + ((self.candidates,) if self.candidates.is_file() else ())
@@ -282,7 +287,7 @@ def load_epie(root: str | Path, split: str = "formal", *, on_error: str = "raise
     if not root.is_dir():
         raise FileNotFoundError(f"EPIE folder not found: {root}")
     layout = _Layout.of(root, split)
-    files = {p: _read_lines(p) for p in (layout.words, layout.tags) + layout.optional()}
+    files = {p: _read_lines(p) for p in (layout.words, layout.tags) + layout.extra_files()}
     problems = _extra_lines(root, files, layout.translated, _ID_PREFIX[split])
     rows = _read_tagged(root, split, layout, files, problems)
     if split == "trans":
