@@ -301,6 +301,14 @@ def test_demo_command_calls_run_demo(capsys, tmp_path, monkeypatch):
 
 def test_patch_without_pairs_is_a_user_error(capsys, tmp_path, saved_model, corpus_file):
     code, _, err = run_cli(
-        capsys, "patch", "--model", saved_model, "--corpus", corpus_file, "--out", tmp_path
+        capsys,
+        "patch",
+        "--model",
+        saved_model,
+        "--corpus",
+        corpus_file,
+        "--out",
+        tmp_path,
+        "--no-progress",
     )
     assert_user_error(code, err, "no paraphrase pair")
