@@ -240,3 +240,10 @@ def test_no_break_space_inside_a_word_keeps_counts(epie_root, tmp_path):
     ex = load_epie(root, "formal")["formal-000000"]
     assert ex.text == "He finally spilled the beans about the surprise\u00a0party."
     assert ex.idiom == "spilled the beans"
+
+
+def test_tags_are_case_insensitive(epie_root, tmp_path):
+    root = _copy(epie_root, tmp_path)
+    tags = root / FORMAL / "Formal_Idioms_Tags.txt"
+    tags.write_text(tags.read_text().lower())
+    assert list(load_epie(root, "formal")) == list(load_epie(epie_root, "formal"))
