@@ -31,16 +31,9 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from .patching import (
-    Metric,
-    PatchKind,
-    cell_masks,
-    check_pair,
-    forward_kwargs,
-    get_kind,
-    run_cells,
-)
+from .patching import PatchKind, cell_masks, check_pair, get_kind
 from .patching_result import PatchingResult
+from .patching_runner import Metric, forward_kwargs, run_cells
 
 __all__ = [
     "attribution_patch",

@@ -15,7 +15,13 @@ Cost. TransformerLens runs one full forward and one host sync per cell. Here
 * ``C`` cells run in one forward as ``C`` patched copies of the batch stacked along the
   batch axis; the metric is applied per copy (``torch.func.vmap(metric)`` when the metric
   allows it, else a loop over copies that never calls ``.item()``);
+* in a causal model nothing at the positions before the first token where clean and
+  corrupted differ can change: cells that only patch there are not run (their effect is
+  the corrupted metric), and the logits there are copied from the corrupted run instead
+  of being recomputed (this matters with large vocabularies);
 * values stay on the device until one transfer at the end.
+
+The engine is :func:`~idiomlens.interventions.patching_runner.run_cells`.
 
 >>> import torch, idiomlens
 >>> model = idiomlens.tiny_model(n_layers=2, n_heads=4)
@@ -27,19 +33,17 @@ torch.Size([2, 4])
 
 from __future__ import annotations
 
-import logging
-import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-import einops
 import torch
-from jaxtyping import Bool, Float, Int
+from jaxtyping import Bool, Int
 from torch import Tensor
 
 from ..models.sites import attn_out_hook, mlp_out_hook, resid_pre_hook, z_hook
 from .patching_result import PatchingResult
+from .patching_runner import Metric, patch_activation, run_cells
 
 __all__ = [
     "PatchingResult",
@@ -52,13 +56,6 @@ __all__ = [
     "cell_masks",
     "PATCH_KINDS",
 ]
-
-log = logging.getLogger(__name__)
-
-Metric = Callable[[Float[Tensor, "batch pos d_vocab"]], Float[Tensor, ""]]
-
-#: Elements of the stacked logits (cells x batch x pos x d_vocab) one forward may hold.
-DEFAULT_FORWARD_ELEMENTS = 2**23
 
 
 @dataclass(frozen=True)
@@ -122,35 +119,6 @@ def cell_masks(kind: str, n_pos: int, n_heads: int) -> Bool[Tensor, "cell pos un
     return mask
 
 
-def patch_activation(
-    corrupted: Float[Tensor, "cell_batch pos *rest"],
-    clean: Float[Tensor, "batch pos *rest"],
-    mask: Bool[Tensor, "cell pos unit"],
-) -> Float[Tensor, "cell_batch pos *rest"]:
-    """Overwrite cell ``c``'s masked entries of copy ``c`` of the batch with ``clean``.
-
-    ``corrupted`` holds ``cell`` copies of the batch stacked along its first axis
-    (copy-major: rows ``c * batch .. (c + 1) * batch - 1`` belong to cell ``c``).
-    ``rest`` is ``(head_index, d_head)`` for ``hook_z`` (``unit`` = head) or
-    ``(d_model,)`` for residual-like sites (``unit`` = 1).
-
-    >>> out = patch_activation(torch.zeros(2, 3, 1), torch.ones(1, 3, 1),
-    ...                        torch.eye(2, 3, dtype=torch.bool)[:, :, None])
-    >>> out[:, :, 0].tolist()
-    [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]
-    """
-    n_cells, n_units = mask.shape[0], mask.shape[2]
-    shape = corrupted.shape
-    # [cell*batch, pos, *rest] -> [cell, batch, pos, unit, rest_flat]
-    stacked = corrupted.reshape(n_cells, -1, shape[1], n_units, math.prod(shape[2:]) // n_units)
-    source = clean.reshape(1, *stacked.shape[1:])
-    patched = torch.where(mask[:, None, :, :, None], source, stacked)
-    return patched.reshape(shape)
-
-
-# --------------------------------------------------------------------------- runner
-
-
 def check_pair(
     clean_tokens: Tensor, corrupted_tokens: Tensor
 ) -> tuple[Int[Tensor, "batch pos"], Int[Tensor, "batch pos"]]:
@@ -166,126 +134,6 @@ def check_pair(
     if clean.is_floating_point() or corrupted.is_floating_point():
         raise TypeError("clean and corrupted must be integer token ids, not floats")
     return clean, corrupted
-
-
-def forward_kwargs(model: Any, tokens: Tensor, attention_mask: Tensor | None) -> dict[str, Any]:
-    """The ``attention_mask`` a plain ``model(tokens)`` would use, made explicit.
-
-    ``start_at_layer`` forwards cannot infer the mask, so it is passed to every forward;
-    for right padding (the default) it is ``None`` as in ``model(tokens)``.
-    """
-    tok = getattr(model, "tokenizer", None)
-    if attention_mask is None and tok is not None and tok.padding_side == "left":
-        from transformer_lens.utilities import get_attention_mask
-
-        attention_mask = get_attention_mask(tok, tokens, model.cfg.default_prepend_bos)
-    return {} if attention_mask is None else {"attention_mask": attention_mask.to(tokens.device)}
-
-
-class MetricApplier:
-    """Apply ``metric`` to each of ``C`` stacked copies of the batch, on the device.
-
-    Tries ``torch.func.vmap(metric)`` once; if the metric cannot be vmapped (``.item()``,
-    data-dependent control flow, ...) it falls back to a loop over copies for good.
-    """
-
-    def __init__(self, metric: Metric):
-        self.metric = metric
-        self.use_vmap = True
-
-    def __call__(self, logits: Float[Tensor, "cell_batch pos d_vocab"], n_cells: int) -> Tensor:
-        per_cell = logits.reshape(n_cells, -1, *logits.shape[1:])
-        if self.use_vmap:
-            try:
-                return torch.func.vmap(self.metric)(per_cell).reshape(n_cells)
-            except Exception as err:  # noqa: BLE001 - any vmap failure means "loop instead"
-                log.debug("metric is not vmappable (%s); applying it per cell", err)
-                self.use_vmap = False
-        return torch.stack([torch.as_tensor(self.metric(x)).reshape(()) for x in per_cell])
-
-
-def default_cells_per_forward(model: Any, n_rows: int, n_pos: int) -> int:
-    """Cells per forward so that the stacked logits stay under ``DEFAULT_FORWARD_ELEMENTS``."""
-    width = max(model.cfg.d_vocab_out, model.cfg.d_mlp or 0, model.cfg.d_model)
-    return max(1, DEFAULT_FORWARD_ELEMENTS // (n_rows * n_pos * width))
-
-
-def run_cells(
-    model: Any,
-    clean: Int[Tensor, "batch pos"],
-    corrupted: Int[Tensor, "batch pos"],
-    metric: Metric,
-    *,
-    hook: Callable[[int], str],
-    masks: Mapping[int, Bool[Tensor, "cell pos unit"]],
-    cells_per_forward: int | None = None,
-    attention_mask: Tensor | None = None,
-    progress: bool = False,
-) -> tuple[dict[int, Float[Tensor, " cell"]], Float[Tensor, "2"]]:
-    """Patch every cell of ``masks[layer]`` at ``hook(layer)``; the core of all kinds.
-
-    Returns ``({layer: metric per cell}, [clean_metric, corrupted_metric])`` on the device.
-    """
-    layers = sorted(masks)
-    kwargs = forward_kwargs(model, corrupted, attention_mask)
-    names = {hook(layer) for layer in layers}
-    resid_names = {resid_pre_hook(layer) for layer in layers}
-    with torch.no_grad():
-        clean_logits, clean_cache = model.run_with_cache(
-            clean, names_filter=lambda n: n in names, **forward_kwargs(model, clean, attention_mask)
-        )
-        corrupt_logits, corrupt_cache = model.run_with_cache(
-            corrupted, names_filter=lambda n: n in resid_names, **kwargs
-        )
-        baselines = torch.stack([metric(clean_logits), metric(corrupt_logits)]).reshape(2)
-        del clean_logits, corrupt_logits
-        apply_metric = MetricApplier(metric)
-        n_rows, n_pos = corrupted.shape
-        per_forward = cells_per_forward or default_cells_per_forward(model, n_rows, n_pos)
-        chunks = [
-            (layer, chunk) for layer in layers for chunk in torch.split(masks[layer], per_forward)
-        ]
-        out: dict[int, list[Tensor]] = {layer: [] for layer in layers}
-        for layer, chunk in _progress(chunks, progress):
-            resid = corrupt_cache[resid_pre_hook(layer)]
-            out[layer].append(
-                _forward_chunk(
-                    model, layer, resid, clean_cache[hook(layer)], chunk, hook, apply_metric, kwargs
-                )
-            )
-    return {layer: torch.cat(values) for layer, values in out.items()}, baselines
-
-
-def _forward_chunk(
-    model: Any,
-    layer: int,
-    resid: Tensor,
-    clean_act: Tensor,
-    mask: Tensor,
-    hook: Callable[[int], str],
-    apply_metric: MetricApplier,
-    kwargs: dict[str, Any],
-) -> Tensor:
-    n_cells = mask.shape[0]
-    mask = mask.to(resid.device)
-
-    def patch_hook(act: Tensor, hook: Any) -> Tensor:
-        return patch_activation(act, clean_act, mask)
-
-    # [batch, pos, d_model] -> [cell*batch, pos, d_model], copy-major
-    stacked = einops.repeat(resid, "b p d -> (c b) p d", c=n_cells)
-    stacked_kwargs = {k: einops.repeat(v, "b p -> (c b) p", c=n_cells) for k, v in kwargs.items()}
-    with model.hooks(fwd_hooks=[(hook(layer), patch_hook)]):
-        logits = model(stacked, start_at_layer=layer, **stacked_kwargs)
-    return apply_metric(logits, n_cells)
-
-
-def _progress(items: list, enabled: bool) -> Any:
-    if not enabled:
-        return items
-    from tqdm.auto import tqdm
-
-    return tqdm(items, desc="patching", unit="forward")
 
 
 # --------------------------------------------------------------------------- public API

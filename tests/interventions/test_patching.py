@@ -17,6 +17,7 @@ from idiomlens.interventions import (
     patch_resid_pre,
 )
 from idiomlens.interventions.patching import cell_masks, check_pair, patch_activation
+from idiomlens.interventions.patching_runner import shared_prefix
 
 TL_FUNCTIONS = {
     "head_all_pos": tl_patching.get_act_patch_attn_head_out_all_pos,
@@ -206,3 +207,25 @@ def test_result_methods(model, tmp_path):
 def test_result_validates_axes():
     with pytest.raises(ValueError, match="do not match axes"):
         PatchingResult(torch.zeros(2, 3), "head_by_pos", ("layer", "pos", "head"), 1.0, 0.0)
+
+
+@pytest.mark.parametrize("first_diff", [0, 5])
+@pytest.mark.parametrize("kind", ["head_all_pos", "head_by_pos", "mlp_out"])
+def test_shared_prefix_shortcut_is_exact(model, kind, first_diff):
+    """Cells inside the shared prefix are skipped and its logits reused: still equal to TL."""
+    clean, corrupted = token_pair(model, batch=2, n_pos=7, seed=4)
+    corrupted = clean.clone()
+    corrupted[1, first_diff] = (clean[1, first_diff] + 1) % model.cfg.d_vocab
+    assert shared_prefix(clean, corrupted) == first_diff
+    _, clean_cache = model.run_with_cache(clean)
+    expected = TL_FUNCTIONS[kind](model, corrupted, clean_cache, mean_logprob)
+    got = patch(model, clean, corrupted, mean_logprob, kind=kind, cells_per_forward=3)
+    torch.testing.assert_close(got.effects, expected.cpu(), atol=1e-5, rtol=0)
+
+
+def test_identical_inputs_need_no_patched_forward(model):
+    clean, _ = token_pair(model)
+    assert shared_prefix(clean, clean) == clean.shape[1]
+    result = patch_heads(model, clean, clean, last_logit_diff, by_position=True)
+    assert (result.effects == result.corrupted_metric).all()
+    assert result.clean_metric == result.corrupted_metric
