@@ -140,6 +140,8 @@ def _prepare_store(
                 store.root,
             )
         store.reset()
+    if not ctx.is_shard_job:  # no other writer is active yet
+        store.remove_temporaries()
     if stored != key or not (store.root / "spec.json").exists():
         store.write_spec(spec, extra=info)
     return None

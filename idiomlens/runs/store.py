@@ -117,6 +117,20 @@ class ResultStore:
             (self.root / name).unlink(missing_ok=True)
         self._records = None
 
+    def remove_temporaries(self) -> int:
+        """Delete temp files/folders a killed writer left behind; returns how many.
+
+        Only call this when no other process writes to the store (before a run starts).
+        """
+        stale = list(self.chunks_dir.glob(".tmp-chunk-*")) if self.chunks_dir.is_dir() else []
+        stale += list(self.root.glob(".*.tmp")) if self.root.is_dir() else []
+        for path in stale:
+            if path.is_dir():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+        return len(stale)
+
     def write_spec(self, spec: RunSpec, *, extra: dict[str, Any] | None = None) -> None:
         """Write ``spec.json`` (the spec, its key, and informational ``extra``)."""
         self.root.mkdir(parents=True, exist_ok=True)

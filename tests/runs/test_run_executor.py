@@ -140,6 +140,20 @@ def test_corrupted_chunk_is_detected_and_recomputed(model, runs_corpus, tmp_path
     assert_same(again, reference)
 
 
+def test_leftovers_of_a_killed_writer_are_removed(model, runs_corpus, tmp_path):
+    with pytest.raises(Crash):
+        run_analysis(crashing(1), model, runs_corpus, out=tmp_path, chunk_size=10, progress=False)
+    half_written = tmp_path / "chunks" / ".tmp-chunk-000001-999-abcdef12"
+    half_written.mkdir()
+    (half_written / "tensors.safetensors").write_bytes(b"partial")
+    (tmp_path / ".manifest.json.x1y2.tmp").write_text("{")
+    result = run_analysis(
+        mean_logit, model, runs_corpus, out=tmp_path, chunk_size=10, progress=False
+    )
+    assert result.ids == runs_corpus.ids
+    assert not half_written.exists() and not list(tmp_path.glob(".*.tmp"))
+
+
 def test_resume_false_recomputes(model, runs_corpus, tmp_path):
     run_analysis(mean_logit, model, runs_corpus, out=tmp_path, chunk_size=10, progress=False)
     CALLS.clear()
