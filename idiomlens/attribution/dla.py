@@ -205,6 +205,10 @@ def dla_forward(
             ln_bias_logit,
         )
         final = cache[names[-2] if norm else names[-1]].float()
+        if norm:  # hook_normalized is taken before ln_final's weight and bias
+            ln_w, ln_b = getattr(model.ln_final, "w", None), getattr(model.ln_final, "b", None)
+            final = final * (ln_w.float() if ln_w is not None else 1.0)
+            final = final + (ln_b.float() if ln_b is not None else 0.0)
         w_u = model.W_U.T
         u = w_u[targets].float() - (w_u[distractors].float() if distractors is not None else 0)
         logits = einops.einsum(final, u, "b p d, b p d -> b p") + b_u

@@ -24,8 +24,20 @@ def _folded(**kwargs):
     return m
 
 
+def _random_norms(seed=6):
+    """A tiny model whose LayerNorm weights and biases are not the identity (trained-like)."""
+    m = tiny_model(seed=seed)
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in m.named_parameters():
+            if name.endswith((".w", ".b")):
+                p.copy_(torch.randn(p.shape, generator=gen) * 0.3 + float(name.endswith(".w")))
+    return m
+
+
 MODELS = {
     "ln": lambda: tiny_model(seed=0),
+    "ln_random_norms": _random_norms,
     "ln_folded": lambda: _folded(seed=2),
     "rms": lambda: tiny_model(normalization_type="RMS", seed=3),
     "no_norm": lambda: tiny_model(normalization_type=None, seed=4),
@@ -77,7 +89,7 @@ def test_labels_follow_the_residual_order(model, rotary_model):
     assert "pos_embed" not in component_labels(rotary_model)
 
 
-@pytest.mark.parametrize("kind", ["ln", "ln_folded"])
+@pytest.mark.parametrize("kind", ["ln", "ln_random_norms", "ln_folded"])
 def test_heads_equal_transformerlens_stack_head_results(kind, corpus):
     model = MODELS[kind]()
     ex = align(corpus[:1], model)[0]
@@ -224,3 +236,4 @@ def test_exact_on_other_architectures(overrides, corpus):
     res = direct_logit_attribution(model, corpus[:4], progress=False)
     ref = _reference_group_logits(model, align(corpus[:4], model))
     assert torch.allclose(res.attributions.sum(1) + res.unembed_bias, ref, atol=1e-4)
+    assert torch.allclose(res.logits, ref, atol=1e-4)  # non-trivial ln_final w and b
