@@ -96,7 +96,12 @@ class AlignedCorpus(list):
 
 
 def get_tokenizer(tokenizer_or_model: Any) -> Any:
-    """Return the HF tokenizer of a model (``.tokenizer``) or the tokenizer itself."""
+    """Return the HF tokenizer of a model (``.tokenizer``) or the tokenizer itself.
+
+    >>> from idiomlens.models import tiny_model
+    >>> get_tokenizer(tiny_model(n_layers=1)).bos_token
+    '<|endoftext|>'
+    """
     tok = getattr(tokenizer_or_model, "tokenizer", tokenizer_or_model)
     if tok is None:
         raise ValueError("the model has no tokenizer; pass one explicitly")

@@ -111,6 +111,14 @@ def make_batch(
     """Pad ``examples`` into one :class:`Batch`.
 
     ``indices`` default to each example's ``index`` (its corpus position).
+
+    >>> from idiomlens.data import IdiomExample, align
+    >>> from idiomlens.models import tiny_tokenizer
+    >>> al = align([IdiomExample("a", "Break a leg!", (0, 11)),
+    ...             IdiomExample("b", "He spilled the beans.", (3, 20))], tiny_tokenizer())
+    >>> batch = make_batch(al, padding_side="left")
+    >>> batch.tokens.shape[0], batch.ids, batch.padding_side
+    (2, ('a', 'b'), 'left')
     """
     if padding_side not in ("right", "left"):
         raise ValueError(f"padding_side must be 'right' or 'left', got {padding_side!r}")

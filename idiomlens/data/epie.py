@@ -275,9 +275,16 @@ def load_epie(root: str | Path, split: str = "formal", *, on_error: str = "raise
             ``ValueError`` (``"raise"``, default) or skipped with a warning (``"skip"``; the
             returned corpus's ``.skipped`` maps each would-be id to its reason).
 
-    >>> corpus = load_epie("tests/data/fixtures/epie", "formal")  # doctest: +SKIP
-    >>> corpus["formal-000000"].idiom  # doctest: +SKIP
-    'spilled the beans'
+    >>> import pathlib, tempfile
+    >>> root = pathlib.Path(tempfile.mkdtemp()) / "EPIE_Corpus"
+    >>> (root / STATIC_DIR).mkdir(parents=True)
+    >>> _ = (root / STATIC_DIR / "Static_Idioms_Words.txt").write_text(
+    ...     "He did n't spill the beans .\\n")
+    >>> _ = (root / STATIC_DIR / "Static_Idioms_Tags.txt").write_text(
+    ...     "O O O B-IDIOM I-IDIOM I-IDIOM O\\n")
+    >>> ex = load_epie(root, "static")[0]
+    >>> ex.id, ex.text, ex.idiom
+    ('static-000000', "He didn't spill the beans.", 'spill the beans')
     """
     if split not in EPIE_SPLITS:
         raise ValueError(f"unknown EPIE split {split!r}; valid splits: {', '.join(EPIE_SPLITS)}")
@@ -306,6 +313,7 @@ def load_epie(root: str | Path, split: str = "formal", *, on_error: str = "raise
     for p in problems:
         log.warning("skipping EPIE line %s", p)
     skipped = {p.id: f"{p.path}:{p.line}: {p.message}" for p in problems}
+    log.info("EPIE %s: %d examples from %s (%d skipped)", split, len(examples), root, len(skipped))
     return IdiomCorpus(examples, name=f"epie-{split}", skipped=skipped)
 
 
