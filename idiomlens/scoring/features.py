@@ -8,9 +8,11 @@ Python loop over examples, heads, rows or columns:
 - ``mean`` / ``neg_std``: masked reductions over the scored ``(q, k)`` pairs;
 - ``max``: one argmax per row and per column (ties -> smaller index), then a mode found
   by counting winners with ``scatter_add`` (ties -> smaller value);
-- ``phrase``: one ordering of every row / column with exact tie-breaking (value
-  descending, index ascending) via integer sort keys, a cumulative count of set members
-  along that order, and a per-row / per-column ``K`` read off with ``gather``;
+- ``phrase``: the ``K``-th largest value ``t`` of every row / column from one small
+  ``topk`` (``K <= n`` for the idiom score; for the literal score the ``K``-th largest is
+  the ``(C - K + 1)``-th smallest of ``C`` candidates, again a small ``topk``); the
+  top-``K`` set is then ``{A > t}`` plus the smallest-index candidates equal to ``t``
+  (a ``cumsum`` over ties, only when a tie straddles the cut);
 - ``contribution``: per-head output norms ``||z_h W_O[h]||`` from the Gram matrices
   ``W_O[h] W_O[h]^T`` (``[batch, pos, head, d_model]`` is never built).
 
@@ -66,6 +68,8 @@ class ScoringLayout:
         items: ``[batch, pos]`` the item set (``I`` or ``L``).
         max_rows, max_cols: rows / columns whose argmax enters the ``max`` mode.
         k_rows, k_cols: ``K`` of each row / column for ``phrase`` (0: not scored).
+        c_rows, c_cols: number of candidates of each row / column.
+        kind: ``"idiom"`` or ``"literal"``.
     """
 
     valid: Bool[Tensor, "batch query_pos key_pos"]
@@ -75,6 +79,9 @@ class ScoringLayout:
     max_cols: Bool[Tensor, "batch pos"]
     k_rows: Int[Tensor, "batch pos"]
     k_cols: Int[Tensor, "batch pos"]
+    c_rows: Int[Tensor, "batch pos"]
+    c_cols: Int[Tensor, "batch pos"]
+    kind: str
 
     @classmethod
     def from_batch(cls, batch: Batch, kind: str) -> ScoringLayout:
@@ -94,14 +101,17 @@ class ScoringLayout:
             n = e - s + 1
             k_rows = torch.where(max_rows, torch.minimum(pos - s + 1, n), 0)
             k_cols = torch.where(max_cols, torch.where(pos >= s, e - pos + 1, n), 0)
-            return cls(valid, pairs, idiom, max_rows, max_cols, k_rows, k_cols)
-        lit = batch.literal_mask()
-        pairs = valid & lit[:, :, None] & lit[:, None, :]
-        n_before = lit.long().cumsum(-1)  # |{k in L : k <= q}|
-        n_after = lit.long().flip(-1).cumsum(-1).flip(-1)  # |{q in L : q >= c}|
-        k_rows = torch.where(scored, n_before, 0)
-        k_cols = torch.where(scored, n_after, 0)
-        return cls(valid, pairs, lit, lit, lit, k_rows, k_cols)
+            sets = (idiom, max_rows, max_cols, k_rows, k_cols)
+        else:
+            lit = batch.literal_mask()
+            pairs = valid & lit[:, :, None] & lit[:, None, :]
+            n_before = lit.long().cumsum(-1)  # |{k in L : k <= q}|
+            n_after = lit.long().flip(-1).cumsum(-1).flip(-1)  # |{q in L : q >= c}|
+            k_rows = torch.where(scored, n_before, 0)
+            k_cols = torch.where(scored, n_after, 0)
+            sets = (lit, lit, lit, k_rows, k_cols)
+        c_rows, c_cols = valid.sum(-1), valid.sum(-2)
+        return cls(valid, pairs, *sets, c_rows, c_cols, kind)
 
 
 def _set_mean(values: Tensor, counted: Tensor, dim: int) -> Tensor:
@@ -133,45 +143,77 @@ def _mode_fraction(winners: Tensor, counted: Tensor, items: Tensor) -> Tensor:
     return top * is_item[..., 0] / counted.sum(-1, keepdim=True).clamp(min=1)
 
 
-def _order_keys(pattern: Tensor, valid: Tensor, dim: int) -> Tensor:
-    """Int64 keys whose descending order is (value desc, index asc) along ``dim``.
+def _kth_largest(low: Tensor, high: Tensor | None, k: Tensor, c: Tensor, dim: int) -> Tensor:
+    """The ``K``-th largest candidate value of each row (``dim=-1``) or column (``dim=-2``).
 
-    Attention weights are non-negative floats, whose IEEE bits are ordered like ints;
-    appending the reversed index makes every key unique, so ``topk`` is exact and
-    deterministic. Non-candidates get ``-1`` (below every candidate).
+    ``low`` holds candidates and ``-inf`` elsewhere, ``high`` the same with ``+inf``
+    (``None``: built on demand); ``k`` / ``c`` ``[b, p]`` are ``K`` and the number of
+    candidates. The ``K``-th largest is the ``(C - K + 1)``-th smallest, so one small
+    ``topk`` suffices whichever of ``K`` and ``C - K + 1`` is small (idiom: ``K <= n``;
+    literal: ``C - K + 1 <= n + 2``). Values only: ties do not matter here.
     """
-    size = pattern.shape[dim]
-    bits = pattern.contiguous().view(torch.int32).long()
-    bits = torch.where(bits < 0, bits ^ 0x7FFFFFFF, bits) + 2**31  # monotone, >= 0
-    index = torch.arange(size - 1, -1, -1, device=pattern.device)
-    index = index.view(-1, 1) if dim == -2 else index
-    return torch.where(valid[:, None], bits * size + index, -1)
+    scored = k > 0
+    k_large = int(k.max())
+    k_small = int(torch.where(scored, c - k + 1, 0).max())
+    if k_large <= k_small:
+        vals, index = low.topk(k_large, dim=dim).values, k - 1
+    else:
+        high = high if high is not None else low.masked_fill(low == -torch.inf, torch.inf)
+        vals, index = high.topk(k_small, dim=dim, largest=False).values, c - k
+    index = index.clamp(0, vals.shape[dim] - 1)[:, None]  # [b, 1, p]
+    index = index[..., None] if dim == -1 else index[:, :, None, :]
+    shape = list(vals.shape)
+    shape[dim] = 1
+    return vals.gather(dim, index.expand(shape))
 
 
-def _topk_fraction(pattern: Tensor, valid: Tensor, items: Tensor, k: Tensor, dim: int) -> Tensor:
+def _tie_hits(low: Tensor, t: Tensor, items: Tensor, k: Tensor, lines: Tensor, dim: int) -> Tensor:
+    """Exact top-``K`` item counts for the ``lines`` (``[b, h, p]`` mask) whose ``K``-th
+    value is tied: all candidates above ``t``, then ties by increasing index."""
+    b, h, p = lines.nonzero(as_tuple=True)
+    if dim == -1:
+        vals, thr = low[b, h, p], t[b, h, p]  # [n, pos], [n, 1]
+    else:
+        vals, thr = low[b, h, :, p], t[b, h, 0, p][:, None]
+    above = vals > thr
+    need = k[b, p][:, None] - above.sum(-1, keepdim=True)
+    tie = vals == thr
+    chosen = above | (tie & (tie.cumsum(-1) <= need))
+    return (chosen & items[b]).sum(-1)
+
+
+def _topk_fraction(
+    low: Tensor, items: Tensor, k: Tensor, c: Tensor, dim: int, high: Tensor | None = None
+) -> Tensor:
     """Mean over scored rows (``dim=-1``) or columns (``dim=-2``) of the item fraction.
 
     For each row (column) with ``K = k[..] > 0`` take its top-``K`` candidates (value
-    descending, smaller index first) and the fraction of them in ``items``; average over
-    the rows (columns) with ``K > 0``. Returns ``[b, h]``.
+    descending, smaller index first on ties) and the fraction of them in ``items``;
+    average over the rows (columns) with ``K > 0``. ``low``: candidates, ``-inf``
+    elsewhere. Returns ``[b, h]``.
+
+    Every candidate strictly above the ``K``-th largest value ``t`` is in the top-``K``;
+    of the candidates equal to ``t``, the ones with the smallest indices fill the rest.
     """
-    k_max = int(k.max())
-    b, h = pattern.shape[:2]
-    if k_max == 0:
-        return pattern.new_zeros(b, h)
-    order = _order_keys(pattern, valid, dim).topk(k_max, dim=dim).indices
-    if dim == -1:  # order [b, h, q, K]: key indices of each row, best first
-        member = items.float()[:, None, None, :].expand(*order.shape[:3], items.shape[-1])
-        hits = member.gather(-1, order).cumsum(-1)
-        at_k = hits.gather(-1, (k - 1).clamp(min=0)[:, None, :, None].expand(b, h, -1, 1))
-        frac = at_k[..., 0]
-    else:  # order [b, h, K, k]: query indices of each column, best first
-        member = items.float()[:, None, :, None].expand(b, h, items.shape[-1], order.shape[-1])
-        hits = member.gather(-2, order).cumsum(-2)
-        at_k = hits.gather(-2, (k - 1).clamp(min=0)[:, None, None, :].expand(b, h, 1, -1))
-        frac = at_k[..., 0, :]
-    frac = frac / k[:, None, :].clamp(min=1)
-    return _set_mean(frac, (k > 0)[:, None, :], -1)
+    b, h = low.shape[:2]
+    if int(k.max()) == 0:
+        return low.new_zeros(b, h)
+    t = _kth_largest(low, high, k, c, dim)
+    k_b = k[:, None, :]  # [b, 1, p]
+    scored = k_b > 0
+    at_least = (low >= t).to(low.dtype)
+    # one batched matmul counts, per line, the members and all candidates >= t
+    weights = torch.stack([items.to(low.dtype), torch.ones_like(low[:, 0, 0])], -1)  # [b, p, 2]
+    if dim == -1:
+        counts = at_least @ weights[:, None]  # [b, h, q, 2]
+    else:
+        counts = einops.einsum(at_least, weights, "b h q k, b q two -> b h k two")
+    hits, n_at_least = counts.unbind(-1)
+    straddle = (n_at_least != k_b) & scored
+    if bool(straddle.any()):  # a tie straddles the cut: redo those lines exactly
+        hits[straddle] = _tie_hits(low, t, items, k, straddle, dim).to(hits.dtype)
+    frac = hits / k_b.clamp(min=1)
+    return _set_mean(frac, scored, -1)
 
 
 def attention_features(
@@ -191,9 +233,12 @@ def attention_features(
         _mode_fraction(row_win, layout.max_rows, layout.items)
         + _mode_fraction(col_win, layout.max_cols, layout.items)
     )
+    high = None
+    if layout.kind == "literal":  # thresholds come from the small end (see _kth_largest)
+        high = pattern.masked_fill(~layout.valid[:, None], torch.inf)
     phrase = 0.5 * (
-        _topk_fraction(pattern, layout.valid, layout.items, layout.k_rows, -1)
-        + _topk_fraction(pattern, layout.valid, layout.items, layout.k_cols, -2)
+        _topk_fraction(masked, layout.items, layout.k_rows, layout.c_rows, -1, high)
+        + _topk_fraction(masked, layout.items, layout.k_cols, layout.c_cols, -2, high)
     )
     return torch.stack([mean, neg_std, max_feat, phrase], dim=-1)
 

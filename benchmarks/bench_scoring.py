@@ -1,0 +1,154 @@
+"""Benchmark ``score_heads`` against a bare forward pass and a naive thesis-style loop.
+
+Model: a random Pythia-14m-shaped ``HookedTransformer`` (6 layers, 4 heads, d_model 128,
+d_head 32, d_mlp 512, rotary, LayerNorm, vocab 50304, n_ctx 2048), built offline.
+Data: ``--n`` synthetic aligned sentences (random tokens, lengths 15-60, random spans).
+
+Printed, all measured in this one run on the same machine:
+
+- examples/s of ``score_heads`` (idiom and literal);
+- its cost relative to a bare forward over the *same* padded batches with the same
+  ``stop_at_layer`` (target <= 2x, goal 1.25x);
+- its speed-up over a naive loop like the thesis's (``run_with_cache`` per sentence, then
+  Python loops per head over the test-suite reference of METHODS.md), timed on
+  ``--naive-n`` sentences and extrapolated per example (target >= 50x).
+
+Usage: ``python benchmarks/bench_scoring.py --n 400 --device cpu [--threads 2]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from transformer_lens import HookedTransformer, HookedTransformerConfig  # noqa: E402
+
+from idiomlens.data import AlignedExample, iter_batches  # noqa: E402
+from idiomlens.scoring import score_heads  # noqa: E402
+from tests.scoring.naive_reference import (  # noqa: E402
+    idiom_features,
+    literal_features,
+    naive_share,
+)
+
+
+def pythia_14m_like(device: str) -> HookedTransformer:
+    """Random weights with TransformerLens's default init (GPT-2-style scale), which
+    gives attention as spread-out as a trained small model's, unlike the peaked
+    patterns of :func:`idiomlens.tiny_model`'s larger init."""
+    cfg = HookedTransformerConfig(
+        n_layers=6,
+        n_heads=4,
+        d_model=128,
+        d_head=32,
+        d_mlp=512,
+        d_vocab=50304,
+        n_ctx=2048,
+        act_fn="gelu",
+        normalization_type="LN",
+        positional_embedding_type="rotary",
+        rotary_dim=8,  # Pythia: 25% of d_head
+        device=device,
+        seed=0,  # a benchmark script may seed; the library never does
+    )
+    return HookedTransformer(cfg).eval()
+
+
+def sentences(n: int, seed: int = 0) -> list[AlignedExample]:
+    gen = torch.Generator().manual_seed(seed)
+    out = []
+    for i in range(n):
+        T = int(torch.randint(15, 61, (1,), generator=gen))
+        toks = (0, *torch.randint(1, 50304, (T - 1,), generator=gen).tolist())
+        s = int(torch.randint(1, T - 1, (1,), generator=gen))
+        e = min(T - 1, s + int(torch.randint(0, 6, (1,), generator=gen)))
+        out.append(AlignedExample(f"s-{i}", toks, (s, e), 1, "figurative", i, (), ""))
+    return out
+
+
+def naive_thesis_style(model, ex: AlignedExample, kind: str) -> torch.Tensor:
+    """One sentence like the thesis: a full forward caching every activation, then Python
+    loops over layers and heads (the test-suite reference of METHODS.md)."""
+    _, cache = model.run_with_cache(torch.tensor([ex.tokens], device=model.cfg.device))
+    fn = idiom_features if kind == "idiom" else literal_features
+    out = []
+    for layer in range(model.cfg.n_layers):
+        share = naive_share(cache["z", layer][0].cpu(), model.blocks[layer].attn.W_O.detach().cpu())
+        pattern = cache["pattern", layer][0].cpu()
+        for h in range(model.cfg.n_heads):
+            out.append(fn(pattern[h].tolist(), *ex.span, ex.p0, [sh[h] for sh in share]))
+    return torch.tensor(out)
+
+
+def timed(fn, repeats: int) -> float:
+    """Best wall time of ``repeats`` runs (after one warm-up)."""
+    fn()
+    best = float("inf")
+    for _ in range(repeats):
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        fn()
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - t0)
+    return best
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=400, help="number of sentences")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads")
+    ap.add_argument("--naive-n", type=int, default=4, help="sentences for the naive loop")
+    ap.add_argument("--batch-tokens", type=int, default=None)
+    ap.add_argument("--repeats", type=int, default=3)
+    args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    model = pythia_14m_like(args.device)
+    data = sentences(args.n)
+    n_layers = model.cfg.n_layers
+    batches = list(iter_batches(data, batch_tokens=args.batch_tokens, device=args.device))
+
+    def bare() -> None:
+        with torch.inference_mode():
+            for b in batches:
+                model(b.tokens, stop_at_layer=n_layers, **b.forward_kwargs())
+
+    t_bare = timed(bare, args.repeats)
+    print(
+        f"device={args.device} threads={torch.get_num_threads()} n={args.n} batches={len(batches)}"
+    )
+    print(f"bare forward (stop_at_layer={n_layers}): {t_bare:.3f}s  {args.n / t_bare:.1f} ex/s")
+    kw = {"batch_tokens": args.batch_tokens, "progress": False}
+    t_kind = {}
+    for kind in ("idiom", "literal"):
+        t = timed(lambda k=kind: score_heads(model, data, kind=k, **kw), args.repeats)
+        t_kind[kind] = t
+        print(
+            f"score_heads {kind:7s}: {t:.3f}s  {args.n / t:.1f} ex/s  ratio to bare {t / t_bare:.2f}x"
+        )
+
+    subset = data[: args.naive_n]
+    for kind in ("idiom", "literal"):
+        t0 = time.perf_counter()
+        with torch.inference_mode():
+            for ex in subset:
+                naive_thesis_style(model, ex, kind)
+        per_ex = (time.perf_counter() - t0) / len(subset)
+        speedup = per_ex / (t_kind[kind] / args.n)
+        print(
+            f"naive {kind:7s}: {per_ex:.3f}s/ex (on {len(subset)})  speed-up of score_heads {speedup:.0f}x"
+        )
+
+
+if __name__ == "__main__":
+    main()
