@@ -44,13 +44,16 @@ def timed(fn, device: str, repeats: int):
     return best, out
 
 
-def bench_model(name: str, cfg: dict, batch: int, n_pos: int, device: str, repeats: int) -> None:
+def bench_model(
+    name: str, cfg: dict, batch: int, n_pos: int, first_diff: int, device: str, repeats: int
+) -> None:
+    """Clean and corrupted share the tokens before ``first_diff`` (BOS at 0)."""
     model = tiny_model(with_tokenizer=False, device=device, n_ctx=max(64, n_pos), **cfg)
     gen = torch.Generator().manual_seed(0)
     clean = torch.randint(1, model.cfg.d_vocab, (batch, n_pos), generator=gen)
     clean[:, 0] = 0
     corrupted = clean.clone()
-    corrupted[:, n_pos // 2] = torch.randint(1, model.cfg.d_vocab, (batch,), generator=gen)
+    corrupted[:, first_diff] = torch.randint(1, model.cfg.d_vocab, (batch,), generator=gen)
     clean, corrupted = clean.to(device), corrupted.to(device)
 
     def metric(logits):
@@ -118,10 +121,12 @@ def main() -> None:
     }
     large = dict(small, d_vocab=50257)
     batch, n_pos = (4, 12) if args.quick else (8, 24)
-    bench_model("small vocabulary", small, batch, n_pos, args.device, args.repeats)
-    bench_model(
-        "50k vocabulary", large, batch // 2 if args.quick else 4, n_pos, args.device, args.repeats
-    )
+    large_batch = batch // 2 if args.quick else 4
+    for first_diff in (1, n_pos // 2):  # no shared prefix beyond BOS / half the sentence
+        bench_model("small vocabulary", small, batch, n_pos, first_diff, args.device, args.repeats)
+        bench_model(
+            "50k vocabulary", large, large_batch, n_pos, first_diff, args.device, args.repeats
+        )
 
 
 if __name__ == "__main__":

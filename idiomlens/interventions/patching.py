@@ -180,6 +180,8 @@ def patch(
         raise NotImplementedError("patching does not support shortformer positional embeddings")
     n_layers, n_pos, n_heads = model.cfg.n_layers, corrupted.shape[1], model.cfg.n_heads
     layers = list(range(n_layers)) if layers is None else sorted(set(layers))
+    if not all(0 <= layer < n_layers for layer in layers):
+        raise ValueError(f"layers {layers} outside the model's 0..{n_layers - 1}")
     masks = cell_masks(kind, n_pos, n_heads)
     values, baselines = run_cells(
         model,
@@ -197,7 +199,7 @@ def patch(
     effects = torch.full((n_layers, *grid), float("nan"), device=baselines.device)
     for layer, v in values.items():
         effects[layer] = v.reshape(grid)
-    clean_metric, corrupted_metric = baselines.tolist()  # the one host sync
+    clean_metric, corrupted_metric = baselines.tolist()  # host transfers only at the end
     return PatchingResult(
         effects=effects.cpu(),
         kind=kind,

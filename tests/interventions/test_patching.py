@@ -105,6 +105,8 @@ def test_layers_subset(model):
     full = patch_heads(model, clean, corrupted, last_logit_diff)
     part = patch_heads(model, clean, corrupted, last_logit_diff, layers=[1])
     assert torch.isnan(part.effects[0]).all()
+    with pytest.raises(ValueError, match="outside the model"):
+        patch_heads(model, clean, corrupted, last_logit_diff, layers=[2])
     torch.testing.assert_close(part.effects[1], full.effects[1], atol=1e-6, rtol=0)
 
 
