@@ -295,6 +295,7 @@ def load_epie(root: str | Path, split: str = "formal", *, on_error: str = "raise
         raise FileNotFoundError(f"EPIE folder not found: {root}")
     layout = _Layout.of(root, split)
     files = {p: _read_lines(p) for p in (layout.words, layout.tags) + layout.extra_files()}
+    _drop_mismatched_candidates(files, layout)
     problems = _extra_lines(root, files, layout.translated, _ID_PREFIX[split])
     rows = _read_tagged(root, split, layout, files, problems)
     if split == "trans":
@@ -323,6 +324,20 @@ def _rel(root: Path, path: Path) -> str:
         return path.relative_to(root).as_posix()
     except ValueError:
         return str(path)
+
+
+def _drop_mismatched_candidates(files: dict[Path, list[str]], layout: _Layout) -> None:
+    """The optional candidates file only decorates ``meta``: ignore it if it does not fit."""
+    cand = files.get(layout.candidates)
+    if cand is not None and len(cand) != len(files[layout.words]):
+        log.warning(
+            "ignoring %s: %d lines, but %s has %d",
+            layout.candidates,
+            len(cand),
+            layout.words,
+            len(files[layout.words]),
+        )
+        del files[layout.candidates]
 
 
 def _extra_lines(

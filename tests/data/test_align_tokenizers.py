@@ -173,3 +173,14 @@ def test_missing_bos_is_reported(sp_tokenizer):
         align([ex], no_bos)
     [al] = align([ex], no_bos, prepend_bos=False)
     assert al.p0 == 0 and al.span[0] == 0
+
+
+def test_get_tokenizer_accepts_models_and_tokenizers(model):
+    from idiomlens.data import get_tokenizer
+    from idiomlens.models import tiny_model
+
+    assert get_tokenizer(model) is model.tokenizer
+    tok = tiny_tokenizer()
+    assert get_tokenizer(tok) is tok
+    with pytest.raises(ValueError, match="no tokenizer"):
+        get_tokenizer(tiny_model(n_layers=1, with_tokenizer=False))

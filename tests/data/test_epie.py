@@ -247,3 +247,12 @@ def test_tags_are_case_insensitive(epie_root, tmp_path):
     tags = root / FORMAL / "Formal_Idioms_Tags.txt"
     tags.write_text(tags.read_text().lower())
     assert list(load_epie(root, "formal")) == list(load_epie(epie_root, "formal"))
+
+
+def test_mismatched_candidates_file_is_ignored(epie_root, tmp_path, caplog):
+    root = _copy(epie_root, tmp_path)
+    cand = root / FORMAL / "Formal_Idioms_Candidates.txt"
+    cand.write_text("\n".join(cand.read_text().splitlines()[:-2]) + "\n")
+    corpus = load_epie(root, "formal")
+    assert corpus.ids == load_epie(epie_root, "formal").ids
+    assert "candidate" not in corpus[0].meta and "ignoring" in caplog.text
