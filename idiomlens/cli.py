@@ -236,8 +236,8 @@ def _load_model(args: argparse.Namespace) -> Any:
         raise UserError(f"cannot load model {args.model!r}: {err}") from None
 
 
-def _load_corpus(args: argparse.Namespace, model: Any, *, check: bool = True) -> Any:
-    from idiomlens.data import AlignmentError, align, load_corpus
+def _load_corpus(args: argparse.Namespace) -> Any:
+    from idiomlens.data import load_corpus
 
     try:
         corpus = load_corpus(args.corpus, split=args.split)
@@ -245,21 +245,16 @@ def _load_corpus(args: argparse.Namespace, model: Any, *, check: bool = True) ->
         raise UserError(str(err)) from None
     if len(corpus) == 0:
         raise UserError(f"the corpus {args.corpus} has no examples")
-    try:  # tokenising is cheap: fail before any compute on a bad example
-        if check:
-            align(corpus, model)
-    except AlignmentError as err:
-        raise UserError(f"{args.corpus}: {err}") from None
     return corpus
 
 
 def _run(args: argparse.Namespace, analysis: str, params: dict[str, Any]) -> int:
+    from idiomlens.data import AlignmentError
     from idiomlens.runs import run_analysis
     from idiomlens.runs.distributed import shutdown_distributed
 
     model = _load_model(args)
-    # patching skips sentences without a length-matched partner (and too long ones) itself
-    corpus = _load_corpus(args, model, check=analysis != "patch")
+    corpus = _load_corpus(args)
     try:
         result = run_analysis(
             analysis,
@@ -274,6 +269,8 @@ def _run(args: argparse.Namespace, analysis: str, params: dict[str, Any]) -> int
             shard=args.shard,
             model_source=str(args.model),
         )
+    except AlignmentError as err:  # name the file as well as the example
+        raise UserError(f"{args.corpus}: {err}") from None
     finally:
         shutdown_distributed()
     if args.shard is not None:

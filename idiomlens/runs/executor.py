@@ -281,6 +281,10 @@ def run_analysis(
         log.info("%s: reusing the finished result in %s", entry.name, store.root)
         return final
 
+    if entry.check_alignment:  # tokenising is cheap: fail before any compute
+        from idiomlens.data import align
+
+        align(corpus, model)
     plan = plan_chunks(len(corpus), chunk_size if entry.chunked else len(corpus))
     kwargs = _chunk_kwargs(entry, params, corpus)
     budget = None

@@ -31,12 +31,16 @@ class Analysis:
         chunked: per-example result that may be computed on corpus chunks and merged with
             ``Result.concat``; ``False`` runs the whole corpus as one chunk.
         reference_param: parameter that receives the full corpus when it is not given.
+        check_alignment: align the whole corpus before computing anything, so that an
+            example that cannot be aligned (span, context length) fails the run at once
+            (naming the example) rather than after some chunks.
     """
 
     name: str
     target: str | Callable[..., Any]
     chunked: bool = True
     reference_param: str | None = None
+    check_alignment: bool = False
 
     def __post_init__(self) -> None:
         if not self.name:
@@ -101,13 +105,20 @@ def resolve_analysis(analysis: str | Analysis | Callable[..., Any]) -> Analysis:
 
 
 for _entry in (
-    Analysis(name="score", target="idiomlens.scoring:score_heads"),
-    Analysis(name="detect", target="idiomlens.scoring:detect_heads"),
-    Analysis(name="dla", target="idiomlens.attribution:direct_logit_attribution"),
+    Analysis(name="score", target="idiomlens.scoring:score_heads", check_alignment=True),
+    Analysis(name="detect", target="idiomlens.scoring:detect_heads", check_alignment=True),
     Analysis(
-        name="ablate", target="idiomlens.interventions:ablate_heads", reference_param="reference"
+        name="dla", target="idiomlens.attribution:direct_logit_attribution", check_alignment=True
     ),
-    Analysis(name="awareness", target="idiomlens.interventions:idiom_awareness"),
+    Analysis(
+        name="ablate",
+        target="idiomlens.interventions:ablate_heads",
+        reference_param="reference",
+        check_alignment=True,
+    ),
+    Analysis(
+        name="awareness", target="idiomlens.interventions:idiom_awareness", check_alignment=True
+    ),
     Analysis(name="patch", target="idiomlens.runs.tasks:patch_corpus", chunked=False),
 ):
     register_analysis(_entry)
