@@ -15,9 +15,10 @@ Rules (applied left to right; the first word never gets a space before it):
 * No space **after** opening brackets and quotes ``( [ { `` “ ‘ «``, nor after a currency
   sign followed by a digit (``$ 5`` -> ``$5``).
 * A straight ``"`` alternates between opening (space before, none after) and closing
-  (none before), starting with opening. A standalone ``'`` opens a quote at the start
-  of the sentence or after an opening token; otherwise it closes one (or is the
-  possessive of ``the boys '``) and attaches to the left.
+  (none before), starting with opening. A standalone ``'`` closes an open single quote;
+  otherwise it is a possessive attached to the left after a word ending in ``s``
+  (``the boys ' toys`` -> ``the boys' toys``) and opens a quote anywhere else
+  (``he said ' fine '`` -> ``he said 'fine'``).
 * Hyphens and dashes that are separate tokens (``-``, ``--``, ``–``, ``—``) keep their
   spaces: tokenisers such as the BNC's keep hyphenated words whole, so a standalone
   hyphen is a dash (``late - as always - again``); we do not guess otherwise.
@@ -49,6 +50,7 @@ _OPENING = {"(", "[", "{", "“", "‘", "«"}
 _CLITICS = {"n't", "'s", "'re", "'ll", "'ve", "'m", "'d"}
 _CLITICS |= {c.replace("'", "’") for c in _CLITICS}
 _CURRENCY = {"$", "£", "€", "¥", "US$"}
+_QUOTE_KIND = {'"': '"', "``": '"', "''": '"', "'": "'"}
 _ASCII_SPACE = re.compile(r"[ \t\n\r\f\v]")
 
 
@@ -79,16 +81,24 @@ def detokenize(words: Sequence[str]) -> Detokenized:
     """
     pieces: list[str] = []
     spans: list[tuple[int, int]] = []
-    pos = 0
+    pos, prev = 0, ""
     glue_next = True  # no space before the first word
-    double_open = False  # inside a straight-quote pair
+    open_quotes: set[str] = set()  # straight quote kinds currently open: '"' and/or "'"
     for i, raw in enumerate(words):
         if not raw or _ASCII_SPACE.search(raw):
             raise ValueError(f"word {i} is empty or contains whitespace: {raw!r}")
         word = _PTB.get(raw, raw)
-        glue_before, glue_after = _glue(raw, word, double_open, glue_next)
-        if raw == '"' or raw in ("``", "''"):
-            double_open = raw == "``" or (raw == '"' and not double_open)
+        role = _quote_role(raw, prev, open_quotes, glue_next)
+        if role == "open":
+            glue_before, glue_after = glue_next, True
+            open_quotes.add(_QUOTE_KIND[raw])
+        elif role is not None:  # a closing quote or a possessive apostrophe
+            glue_before, glue_after = True, False
+            if role == "close":
+                open_quotes.discard(_QUOTE_KIND[raw])
+        else:
+            closing = word in _CLOSING or word.lower() in _CLITICS
+            glue_before, glue_after = glue_next or closing, word in _OPENING
         if pieces and not glue_before:
             pieces.append(" ")
             pos += 1
@@ -97,19 +107,22 @@ def detokenize(words: Sequence[str]) -> Detokenized:
         pos += len(word)
         nxt = words[i + 1] if i + 1 < len(words) else ""
         glue_next = glue_after or (word in _CURRENCY and nxt[:1].isdigit())
+        prev = raw
     return Detokenized("".join(pieces), spans)
 
 
-def _glue(raw: str, word: str, double_open: bool, glue_next: bool) -> tuple[bool, bool]:
-    """``(no space before, no space after)`` for one word given the running state."""
+def _quote_role(raw: str, prev: str, open_quotes: set[str], at_start: bool) -> str | None:
+    """``"open"``, ``"close"``, ``"possessive"`` for straight/PTB quotes, else ``None``."""
     if raw == "``":
-        return glue_next, True
+        return "open"
     if raw == "''":
-        return True, False
+        return "close"
     if raw == '"':
-        return (glue_next, True) if not double_open else (True, False)
+        return "close" if '"' in open_quotes else "open"
     if raw == "'":
-        opening = glue_next  # sentence start or right after an opening token
-        return (True, True) if opening else (True, False)
-    closing = word in _CLOSING or word.lower() in _CLITICS
-    return glue_next or closing, word in _OPENING
+        if "'" in open_quotes:
+            return "close"
+        if at_start or prev[-1:].lower() != "s":
+            return "open"
+        return "possessive"
+    return None

@@ -24,6 +24,8 @@ CASES = [
     ("‘ Hold on , ’ she said .", "‘Hold on,’ she said."),
     ("' Piece of cake , ' she said .", "'Piece of cake,' she said."),
     ("The boys ' toys", "The boys' toys"),
+    ("He said ' fine ' and left .", "He said 'fine' and left."),
+    ("The Joneses ' ' new ' car", "The Joneses' 'new' car"),
     ("It cost $ 5 ( or £ 4 ) , a 10 % rise !", "It cost $5 (or £4), a 10% rise!"),
     ("a $ sign", "a $ sign"),
     ("Wait ... what ? Yes ; no : maybe [ sic ]", "Wait... what? Yes; no: maybe [sic]"),
