@@ -38,6 +38,7 @@ __all__ = [
     "AlignmentError",
     "align",
     "align_one",
+    "alignment_report",
     "core_span",
     "get_tokenizer",
 ]
