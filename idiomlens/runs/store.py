@@ -24,6 +24,7 @@ import json
 import logging
 import os
 import shutil
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -40,7 +41,7 @@ SPEC_FILE = "spec.json"
 MANIFEST = "manifest.json"
 RESULT_FILES = (TENSORS_FILE, JSON_FILE)
 
-ChunkRecord = dict[str, Any]  # {"start", "end", "n_ids", "type", "sha256": {file: hex}}
+ChunkRecord = dict[str, Any]  # {"start", "end", "n_ids", "type", "written", "sha256": {file: hex}}
 
 
 class StoreMismatch(RuntimeError):
@@ -159,7 +160,9 @@ class ResultStore:
                 continue
             if path.name == MANIFEST:
                 header = {k: v for k, v in data.items() if k != "chunks"}
-            records.update(data.get("chunks", {}))
+            for name, rec in data.get("chunks", {}).items():  # the newest record wins
+                if name not in records or rec.get("written", 0) >= records[name].get("written", 0):
+                    records[name] = rec
         return records, header
 
     def _write_own(self, key: str, records: dict[str, ChunkRecord], **header: Any) -> None:
@@ -206,6 +209,7 @@ class ResultStore:
                 "end": end,
                 "n_ids": len(result.ids),
                 "type": result_type_name(type(result)),
+                "written": time.time(),
                 "sha256": _checksums(tmp),
             }
             final = self.chunk_path(index)
