@@ -23,8 +23,8 @@ def top_heads(
 
     Ties go to the smaller ``(layer, head)``; ``layers`` maps row indices to model layers.
 
-    >>> top_heads(torch.tensor([[0.1, 0.9], [0.9, 0.2]]), 2)
-    [(0, 1, 0.9...), (1, 0, 0.9...)]
+    >>> top_heads(torch.tensor([[0.125, 0.75], [0.75, 0.5]]), 3)
+    [(0, 1, 0.75), (1, 0, 0.75), (1, 1, 0.5)]
     """
     n_heads = values.shape[1]
     flat = values.flatten()

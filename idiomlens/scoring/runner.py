@@ -68,8 +68,18 @@ def check_layers(model: Any, layers: Sequence[int] | None) -> tuple[int, ...]:
     return out
 
 
-def _pattern_hook(pattern: Tensor, hook: Any, *, out: Tensor, slot: int, layout) -> None:
-    out[:, slot, :, :4] = attention_features(pattern, layout)
+#: Largest ``batch x heads x query_pos x key_pos`` block whose features are computed at
+#: once; longer sentences are scored a few heads at a time (same result, bounded memory).
+MAX_PATTERN_CELLS = 2**26
+
+
+def _pattern_hook(
+    pattern: Tensor, hook: Any, *, out: Tensor, slot: int, layout, max_cells: int
+) -> None:
+    b, n_heads, q, k = pattern.shape
+    step = max(1, max_cells // (b * q * k))
+    for h0 in range(0, n_heads, step):  # one chunk unless the sentences are very long
+        out[:, slot, h0 : h0 + step, :4] = attention_features(pattern[:, h0 : h0 + step], layout)
 
 
 def _z_hook(z: Tensor, hook: Any, *, out: Tensor, slot: int, layout, gram: Tensor) -> None:
@@ -77,7 +87,12 @@ def _z_hook(z: Tensor, hook: Any, *, out: Tensor, slot: int, layout, gram: Tenso
 
 
 def _score_batch(
-    model: Any, batch: Batch, kind: str, layers: tuple[int, ...], grams: list[Tensor]
+    model: Any,
+    batch: Batch,
+    kind: str,
+    layers: tuple[int, ...],
+    grams: list[Tensor],
+    max_cells: int = MAX_PATTERN_CELLS,
 ) -> Tensor:
     """Features ``[batch, len(layers), head, 5]`` of one batch (float32)."""
     layout = ScoringLayout.from_batch(batch, kind)
@@ -87,7 +102,10 @@ def _score_batch(
     hooks = []
     for slot, layer in enumerate(layers):
         hooks.append(
-            (pattern_hook(layer), partial(_pattern_hook, out=out, slot=slot, layout=layout))
+            (
+                pattern_hook(layer),
+                partial(_pattern_hook, out=out, slot=slot, layout=layout, max_cells=max_cells),
+            )
         )
         z_fn = partial(_z_hook, out=out, slot=slot, layout=layout, gram=grams[slot])
         hooks.append((z_hook(layer), z_fn))
@@ -110,6 +128,7 @@ def score_heads(
     padding_side: str = "right",
     layers: Sequence[int] | None = None,
     progress: bool = True,
+    max_pattern_cells: int = MAX_PATTERN_CELLS,
 ) -> HeadScores:
     """Score every attention head on every example for idiom or literal processing.
 
@@ -125,6 +144,8 @@ def score_heads(
         padding_side: ``"right"`` (default) or ``"left"``; results do not depend on it.
         layers: layers to score (default all); the forward stops after the last one.
         progress: show a tqdm bar over examples.
+        max_pattern_cells: memory bound for the feature computation: patterns with more
+            ``batch x head x pos x pos`` cells are reduced a few heads at a time.
 
     Returns:
         :class:`HeadScores` with ``features [example, layer, head, 5]`` and
@@ -156,7 +177,9 @@ def score_heads(
         tqdm(total=len(aligned), disable=not progress, desc=f"{kind} scores", unit="ex") as bar,
     ):
         for batch in batches:
-            features[batch.indices.cpu()] = _score_batch(model, batch, kind, layer_ids, grams).cpu()
+            features[batch.indices.cpu()] = _score_batch(
+                model, batch, kind, layer_ids, grams, max_pattern_cells
+            ).cpu()
             bar.update(batch.size)
     meta = _meta(model, aligned, kind, padding_side, batch_size, batch_tokens)
     return HeadScores(

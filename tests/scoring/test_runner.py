@@ -96,8 +96,12 @@ def test_bad_input(model, edge_aligned):
         score_heads(model, [], progress=False)
 
 
-def test_token_budget_bounds_batches(model, edge_aligned, monkeypatch):
-    """A tiny token budget still works (one example per batch) and gives the same result."""
-    small = score_heads(model, edge_aligned, batch_tokens=1, progress=False)
-    big = score_heads(model, edge_aligned, batch_size=100, progress=False)
+@pytest.mark.parametrize("kind", ["idiom", "literal"])
+def test_memory_bounds_do_not_change_results(model, edge_aligned, kind):
+    """A tiny token budget (one example per batch) and a tiny pattern budget (one head at
+    a time) give the same features as one big batch."""
+    big = score_heads(model, edge_aligned, kind=kind, batch_size=100, progress=False)
+    small = score_heads(model, edge_aligned, kind=kind, batch_tokens=1, progress=False)
+    chunked = score_heads(model, edge_aligned, kind=kind, max_pattern_cells=1, progress=False)
     torch.testing.assert_close(small.features, big.features, atol=1e-5, rtol=0)
+    torch.testing.assert_close(chunked.features, big.features, atol=0, rtol=0)
