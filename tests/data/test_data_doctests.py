@@ -7,7 +7,7 @@ import importlib
 
 import pytest
 
-MODULES = ["align", "batching", "detok", "epie", "example", "readers"]
+MODULES = ["align", "batching", "check_epie", "detok", "epie", "example", "readers"]
 
 
 @pytest.mark.parametrize("name", MODULES)

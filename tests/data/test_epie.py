@@ -256,3 +256,17 @@ def test_mismatched_candidates_file_is_ignored(epie_root, tmp_path, caplog):
     corpus = load_epie(root, "formal")
     assert corpus.ids == load_epie(epie_root, "formal").ids
     assert "candidate" not in corpus[0].meta and "ignoring" in caplog.text
+
+
+def test_check_epie_command(epie_root, capsys):
+    from idiomlens.data.check_epie import main
+    from idiomlens.models import tiny_tokenizer
+
+    folder = tiny_tokenizer().name_or_path  # the tiny tokenizer is saved in a local folder
+    assert main([str(epie_root), folder, "--splits", "formal", "trans"]) == 0
+    out = capsys.readouterr().out
+    assert "formal " in out and "clean=1.0000" in out and "trans" in out
+    # an impossible threshold fails and lists nothing unclean (all are clean)
+    assert main([str(epie_root), folder, "--splits", "static", "--min-clean", "1.01"]) == 1
+    with pytest.raises(SystemExit):
+        main([str(epie_root), folder, "--splits", "nope"])
