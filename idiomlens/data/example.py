@@ -97,6 +97,12 @@ class IdiomExample:
 class IdiomCorpus(Sequence[IdiomExample]):
     """An immutable, ordered sequence of :class:`IdiomExample` with unique ids.
 
+    Args:
+        examples: the examples, in corpus order.
+        name: a label used in messages (readers set it, e.g. ``"epie-formal"``).
+        skipped: for readers called with ``on_error="skip"``: the id each dropped line
+            would have had -> why (``"path:line: reason"``); kept as ``.skipped``.
+
     >>> corpus = IdiomCorpus([IdiomExample("a", "Break a leg!", (0, 11))])
     >>> len(corpus), corpus["a"].idiom
     (1, 'Break a leg')
