@@ -31,8 +31,9 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-#: Elements of the stacked logits (cells x batch x pos x d_vocab) one forward may hold.
-DEFAULT_FORWARD_ELEMENTS = 2**23
+#: Elements of the stacked logits (cells x batch x pos x d_vocab) one forward may hold
+#: (128 MiB in float32).
+DEFAULT_FORWARD_ELEMENTS = 2**25
 
 Metric = Callable[[Float[Tensor, "batch pos d_vocab"]], Float[Tensor, ""]]
 
@@ -187,7 +188,7 @@ def _forward_chunk(
 ) -> Tensor:
     """One forward from ``layer`` for ``mask.shape[0]`` cells; logits of the first
     ``head_logits.shape[1]`` positions are copied from the corrupted run, not recomputed."""
-    n_cells, start = mask.shape[0], head_logits.shape[1]
+    n_cells = mask.shape[0]
     mask = mask.to(resid.device)
 
     def patch_hook(act: Tensor, hook: Any) -> Tensor:
@@ -197,29 +198,41 @@ def _forward_chunk(
     stacked = einops.repeat(resid, "b p d -> (c b) p d", c=n_cells)
     stacked_kwargs = {k: einops.repeat(v, "b p -> (c b) p", c=n_cells) for k, v in kwargs.items()}
     with model.hooks(fwd_hooks=[(hook(layer), patch_hook)]):
-        if start == 0:
-            logits = model(stacked, start_at_layer=layer, **stacked_kwargs)
-        else:
-            final = model(
-                stacked, start_at_layer=layer, stop_at_layer=model.cfg.n_layers, **stacked_kwargs
-            )
-            logits = torch.cat(
-                [
-                    einops.repeat(head_logits, "b p v -> (c b) p v", c=n_cells),
-                    _unembed(model, final[:, start:]),
-                ],
-                dim=1,
-            )
-    return apply_metric(logits, n_cells)
+        final = model(
+            stacked, start_at_layer=layer, stop_at_layer=model.cfg.n_layers, **stacked_kwargs
+        )
+    return apply_metric(_logits_after_prefix(model, final, head_logits, n_cells), n_cells)
 
 
-def _unembed(model: Any, resid: Float[Tensor, "batch pos d_model"]) -> Tensor:
-    """The model's head after the last block: final norm, unembedding, logit soft-cap."""
-    from transformer_lens.utilities.activation_functions import apply_softcap
+def _logits_after_prefix(
+    model: Any,
+    final: Float[Tensor, "cell_batch pos d_model"],
+    head_logits: Float[Tensor, "batch start d_vocab"],
+    n_cells: int,
+) -> Float[Tensor, "cell_batch pos d_vocab"]:
+    """The model's head (final norm, unembedding, soft-cap) on positions ``start:`` only;
+    positions ``:start`` get ``head_logits`` (the corrupted run's, identical there).
 
+    The logits are written position-major into one buffer (no concatenation, no copy of
+    ``W_U``) and returned as a ``[cell*batch, pos, d_vocab]`` view.
+    """
+    start, (n_rows, n_pos, _) = head_logits.shape[1], final.shape
+    resid = final[:, start:]
     if model.cfg.normalization_type is not None:
         resid = model.ln_final(resid)
-    return apply_softcap(model.unembed(resid), model.cfg.output_logits_soft_cap)
+    buffer = final.new_empty(n_pos, n_rows, model.cfg.d_vocab_out)
+    # [start, cell*batch, d_vocab] <- [batch, start, d_vocab], broadcast over cells
+    if start > 0:
+        buffer[:start].view(start, n_cells, -1, buffer.shape[-1]).copy_(
+            einops.rearrange(head_logits, "b p v -> p 1 b v")
+        )
+    tail = buffer[start:]
+    torch.matmul(einops.rearrange(resid, "cb p d -> p cb d"), model.W_U, out=tail)
+    tail += model.b_U
+    cap = model.cfg.output_logits_soft_cap
+    if cap is not None and cap > 0:
+        torch.tanh(tail / cap, out=tail).mul_(cap)
+    return einops.rearrange(buffer, "p cb v -> cb p v")
 
 
 def _progress(items: list, enabled: bool) -> Any:

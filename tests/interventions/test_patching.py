@@ -18,6 +18,7 @@ from idiomlens.interventions import (
 )
 from idiomlens.interventions.patching import cell_masks, check_pair, patch_activation
 from idiomlens.interventions.patching_runner import shared_prefix
+from idiomlens.models import tiny_model
 
 TL_FUNCTIONS = {
     "head_all_pos": tl_patching.get_act_patch_attn_head_out_all_pos,
@@ -231,3 +232,16 @@ def test_identical_inputs_need_no_patched_forward(model):
     result = patch_heads(model, clean, clean, last_logit_diff, by_position=True)
     assert (result.effects == result.corrupted_metric).all()
     assert result.clean_metric == result.corrupted_metric
+
+
+@pytest.mark.parametrize("norm,cap", [("RMS", 0.0), (None, 0.0), ("LN", 2.0)])
+def test_model_head_variants(norm, cap):
+    """Our unembedding path (final norm, W_U, b_U, soft-cap) matches the model's forward."""
+    model = tiny_model(n_layers=2, n_heads=2, d_model=16, normalization_type=norm, seed=5)
+    model.cfg.output_logits_soft_cap = cap
+    clean, corrupted = token_pair(model, n_pos=5, seed=6)
+    _, clean_cache = model.run_with_cache(clean)
+    for kind in ("head_by_pos", "resid_pre"):
+        expected = TL_FUNCTIONS[kind](model, corrupted, clean_cache, mean_logprob)
+        got = patch(model, clean, corrupted, mean_logprob, kind=kind)
+        torch.testing.assert_close(got.effects, expected.cpu(), atol=1e-5, rtol=0)
