@@ -43,7 +43,7 @@ def render(template: str, subject: str, prefix: str, filler: str) -> tuple[str, 
     template, so ``text[span] == filler`` exactly).
 
     >>> render("{S} {I} at dawn.", "the coach", "Yesterday, ", "hit the road")
-    ('Yesterday, the coach hit the road at dawn.', (20, 32))
+    ('Yesterday, the coach hit the road at dawn.', (21, 33))
     """
     before, after = template.split("{I}")
     before = prefix + before.replace("{S}", subject)

@@ -6,9 +6,11 @@ every later figure reuses it; there is no CDN link, no MathJax, no external CSS.
 
 >>> import plotly.graph_objects as go
 >>> report = Report("Demo")
->>> report.add_text("Two bars.", heading="Intro")
->>> report.add_figure(go.Figure(go.Bar(y=[1, 2])), caption="A figure")
->>> html = report.to_html()
+>>> html = (
+...     report.add_text("Two bars.", heading="Intro")
+...     .add_figure(go.Figure(go.Bar(y=[1, 2])), caption="A figure")
+...     .to_html()
+... )
 >>> html.count("<script src=")
 0
 """
