@@ -143,38 +143,30 @@ def _mode_fraction(winners: Tensor, counted: Tensor, items: Tensor) -> Tensor:
     return top * is_item[..., 0] / counted.sum(-1, keepdim=True).clamp(min=1)
 
 
-def _kth_largest(low: Tensor, high: Tensor | None, k: Tensor, c: Tensor, dim: int) -> Tensor:
-    """The ``K``-th largest candidate value of each row (``dim=-1``) or column (``dim=-2``).
+def _kth_largest(lines: Tensor, k: Tensor, c: Tensor) -> Tensor:
+    """The ``K``-th largest candidate value of each line ``[b, h, p, :]``, as ``[b, h, p, 1]``.
 
-    ``low`` holds candidates and ``-inf`` elsewhere, ``high`` the same with ``+inf``
-    (``None``: built on demand); ``k`` / ``c`` ``[b, p]`` are ``K`` and the number of
-    candidates. The ``K``-th largest is the ``(C - K + 1)``-th smallest, so one small
-    ``topk`` suffices whichever of ``K`` and ``C - K + 1`` is small (idiom: ``K <= n``;
-    literal: ``C - K + 1 <= n + 2``). Values only: ties do not matter here.
+    ``lines`` holds candidates and ``-inf`` elsewhere; ``k`` / ``c`` ``[b, p]`` are ``K``
+    and the number of candidates. The ``K``-th largest is the ``(C - K + 1)``-th smallest,
+    so one small ``topk`` suffices whichever of ``K`` and ``C - K + 1`` is small (idiom:
+    ``K <= n``; literal: ``C - K + 1 <= n + 2``). Values only: ties do not matter here.
     """
-    scored = k > 0
     k_large = int(k.max())
-    k_small = int(torch.where(scored, c - k + 1, 0).max())
+    k_small = int(torch.where(k > 0, c - k + 1, 0).max())
     if k_large <= k_small:
-        vals, index = low.topk(k_large, dim=dim).values, k - 1
+        vals, index = lines.topk(k_large, dim=-1).values, k - 1
     else:
-        high = high if high is not None else low.masked_fill(low == -torch.inf, torch.inf)
-        vals, index = high.topk(k_small, dim=dim, largest=False).values, c - k
-    index = index.clamp(0, vals.shape[dim] - 1)[:, None]  # [b, 1, p]
-    index = index[..., None] if dim == -1 else index[:, :, None, :]
-    shape = list(vals.shape)
-    shape[dim] = 1
-    return vals.gather(dim, index.expand(shape))
+        high = lines.masked_fill(lines == -torch.inf, torch.inf)
+        vals, index = high.topk(k_small, dim=-1, largest=False).values, c - k
+    index = index.clamp(0, vals.shape[-1] - 1)[:, None, :, None]  # [b, 1, p, 1]
+    return vals.gather(-1, index.expand(*vals.shape[:-1], 1))
 
 
-def _tie_hits(low: Tensor, t: Tensor, items: Tensor, k: Tensor, lines: Tensor, dim: int) -> Tensor:
-    """Exact top-``K`` item counts for the ``lines`` (``[b, h, p]`` mask) whose ``K``-th
-    value is tied: all candidates above ``t``, then ties by increasing index."""
-    b, h, p = lines.nonzero(as_tuple=True)
-    if dim == -1:
-        vals, thr = low[b, h, p], t[b, h, p]  # [n, pos], [n, 1]
-    else:
-        vals, thr = low[b, h, :, p], t[b, h, 0, p][:, None]
+def _tie_hits(lines: Tensor, t: Tensor, items: Tensor, k: Tensor, todo: Tensor) -> Tensor:
+    """Exact top-``K`` item counts for the ``todo`` lines (``[b, h, p]`` mask) whose
+    ``K``-th value is tied: all candidates above ``t``, then ties by increasing index."""
+    b, h, p = todo.nonzero(as_tuple=True)
+    vals, thr = lines[b, h, p], t[b, h, p]  # [n, pos], [n, 1]
     above = vals > thr
     need = k[b, p][:, None] - above.sum(-1, keepdim=True)
     tie = vals == thr
@@ -182,38 +174,31 @@ def _tie_hits(low: Tensor, t: Tensor, items: Tensor, k: Tensor, lines: Tensor, d
     return (chosen & items[b]).sum(-1)
 
 
-def _topk_fraction(
-    low: Tensor, items: Tensor, k: Tensor, c: Tensor, dim: int, high: Tensor | None = None
-) -> Tensor:
-    """Mean over scored rows (``dim=-1``) or columns (``dim=-2``) of the item fraction.
+def _topk_fraction(lines: Tensor, items: Tensor, k: Tensor, c: Tensor) -> Tensor:
+    """Mean over scored lines of the fraction of their top-``K`` candidates in ``items``.
 
-    For each row (column) with ``K = k[..] > 0`` take its top-``K`` candidates (value
-    descending, smaller index first on ties) and the fraction of them in ``items``;
-    average over the rows (columns) with ``K > 0``. ``low``: candidates, ``-inf``
-    elsewhere. Returns ``[b, h]``.
+    ``lines [b, h, p, :]`` are rows of a pattern (candidates: keys) or, transposed, its
+    columns (candidates: queries), with ``-inf`` for non-candidates. A line with
+    ``K = k[b, p] > 0`` takes its top-``K`` candidates (value descending, smaller index
+    first on ties); lines with ``K = 0`` are not scored. Returns ``[b, h]``.
 
     Every candidate strictly above the ``K``-th largest value ``t`` is in the top-``K``;
-    of the candidates equal to ``t``, the ones with the smallest indices fill the rest.
+    of the candidates equal to ``t``, the ones with the smallest indices fill the rest
+    (handled exactly, and only for the lines where such a tie straddles the cut).
     """
-    b, h = low.shape[:2]
     if int(k.max()) == 0:
-        return low.new_zeros(b, h)
-    t = _kth_largest(low, high, k, c, dim)
+        return lines.new_zeros(lines.shape[:2])
+    t = _kth_largest(lines, k, c)
     k_b = k[:, None, :]  # [b, 1, p]
     scored = k_b > 0
-    at_least = (low >= t).to(low.dtype)
+    at_least = (lines >= t).to(lines.dtype)
     # one batched matmul counts, per line, the members and all candidates >= t
-    weights = torch.stack([items.to(low.dtype), torch.ones_like(low[:, 0, 0])], -1)  # [b, p, 2]
-    if dim == -1:
-        counts = at_least @ weights[:, None]  # [b, h, q, 2]
-    else:
-        counts = einops.einsum(at_least, weights, "b h q k, b q two -> b h k two")
-    hits, n_at_least = counts.unbind(-1)
+    weights = torch.stack([items.to(lines.dtype), torch.ones_like(lines[:, 0, 0])], -1)
+    hits, n_at_least = (at_least @ weights[:, None]).unbind(-1)  # [b, h, p] each
     straddle = (n_at_least != k_b) & scored
-    if bool(straddle.any()):  # a tie straddles the cut: redo those lines exactly
-        hits[straddle] = _tie_hits(low, t, items, k, straddle, dim).to(hits.dtype)
-    frac = hits / k_b.clamp(min=1)
-    return _set_mean(frac, scored, -1)
+    if bool(straddle.any()):
+        hits[straddle] = _tie_hits(lines, t, items, k, straddle).to(hits.dtype)
+    return _set_mean(hits / k_b.clamp(min=1), scored, -1)
 
 
 def attention_features(
@@ -225,20 +210,16 @@ def attention_features(
     cells, rows and columns each feature reads (see :class:`ScoringLayout`).
     """
     pattern = pattern.float()
-    masked = pattern.masked_fill(~layout.valid[:, None], -torch.inf)
-    row_win = masked.argmax(-1)  # [b, h, q]: best key of each row (first on ties)
-    col_win = masked.argmax(-2)  # [b, h, k]: best query of each column
+    masked = pattern.masked_fill(~layout.valid[:, None], -torch.inf)  # candidates, -inf else
+    columns = masked.transpose(-1, -2).contiguous()  # [b, h, k, q]: each column as a row
     mean, neg_std = _mean_neg_std(pattern, layout.pairs)
-    max_feat = 0.5 * (
-        _mode_fraction(row_win, layout.max_rows, layout.items)
-        + _mode_fraction(col_win, layout.max_cols, layout.items)
+    max_feat = 0.5 * (  # argmax: first maximum -> smaller index on ties
+        _mode_fraction(masked.argmax(-1), layout.max_rows, layout.items)
+        + _mode_fraction(columns.argmax(-1), layout.max_cols, layout.items)
     )
-    high = None
-    if layout.kind == "literal":  # thresholds come from the small end (see _kth_largest)
-        high = pattern.masked_fill(~layout.valid[:, None], torch.inf)
     phrase = 0.5 * (
-        _topk_fraction(masked, layout.items, layout.k_rows, layout.c_rows, -1, high)
-        + _topk_fraction(masked, layout.items, layout.k_cols, layout.c_cols, -2, high)
+        _topk_fraction(masked, layout.items, layout.k_rows, layout.c_rows)
+        + _topk_fraction(columns, layout.items, layout.k_cols, layout.c_cols)
     )
     return torch.stack([mean, neg_std, max_feat, phrase], dim=-1)
 
