@@ -2,7 +2,7 @@
 
 Offline end to end (no Hub access): the demo model (``load_model("idiomlens-demo")``,
 trained by :mod:`idiomlens.training.small`) and the demo corpus
-(:func:`idiomlens.demo_corpus`). On the 170 figurative sentences it runs
+(:func:`idiomlens.demo_corpus`). On the figurative sentences it runs
 
 1. :func:`~idiomlens.score_heads` with ``kind="idiom"`` and ``kind="literal"``;
 2. :func:`~idiomlens.detect_heads` with the ``idiom_to_idiom`` mask (attention from idiom
@@ -118,11 +118,12 @@ def _analyse(model: Any, n_top: int, seed: int, progress: bool) -> dict[str, Any
     return res
 
 
-def _summary(res: dict[str, Any], table: pd.DataFrame, seconds: float) -> dict[str, Any]:
+def _summary(res: dict[str, Any], table: pd.DataFrame, cfg: Any, seconds: float) -> dict[str, Any]:
     ablation = res["ablation"]
     groups = ablation.summary().set_index("condition")
     return {
         "model": DEMO_MODEL_NAME,
+        "shape": f"{cfg.n_layers} layers x {cfg.n_heads} heads, d_model {cfg.d_model}",
         "idiom_heads": ablation.heads("idiom heads"),
         "top_idiom_score_heads": ablation.heads("top idiom score"),
         "random_control_heads": ablation.heads("random control"),
@@ -141,16 +142,18 @@ def _report(res: dict[str, Any], table: pd.DataFrame, summary: dict[str, Any]) -
     from .viz.heads import plot_detection
 
     g = summary["group_ablation"]
+    n = {row["split"]: row["n"] for row in summary["awareness"]}
 
     def names(heads: list[Head]) -> str:
         return ", ".join(f"L{layer}H{head}" for layer, head in heads)
 
     report = Report("idiomlens demo: idiom heads in the shipped model")
     report.add_text(
-        f"Model {DEMO_MODEL_NAME} (2 layers x 4 heads, trained by idiomlens on generated "
-        "idiom sentences) on the shipped demo corpus: 170 figurative sentences, their 170 "
-        "paraphrases (idiom replaced by its meaning, never seen in training) and 72 literal "
-        "uses. Scores, attribution and ablations use the figurative sentences.\n\n"
+        f"Model {DEMO_MODEL_NAME} ({summary['shape']}, trained by idiomlens on generated "
+        f"idiom sentences) on the shipped demo corpus: {n['figurative']} figurative sentences, "
+        f"their {n['paraphrase']} paraphrases (idiom replaced by its meaning, never seen in "
+        f"training) and {n['literal']} literal uses. Scores, attribution and ablations use "
+        "the figurative sentences.\n\n"
         f"Idiom heads (top by idiom-to-idiom attention): {names(summary['idiom_heads'])}. "
         f"Zero-ablating them together leaves last-idiom-word accuracy at {g['idiom heads']['accuracy']:.1%} "
         f"(clean {summary['clean_accuracy']:.1%}; log-prob drop "
@@ -214,7 +217,7 @@ def run_demo(
     for name, result in results.items():
         result.save(out / name)
     table = _head_table(results, model.cfg.n_layers, model.cfg.n_heads)
-    summary = _summary(results, table, time.perf_counter() - start)
+    summary = _summary(results, table, model.cfg, time.perf_counter() - start)
     atomic_write_json(out / "summary.json", summary)
     path = _report(results, table, summary).write(out / "report.html")
     log.info("demo finished in %.1f s: %s", time.perf_counter() - start, path)
