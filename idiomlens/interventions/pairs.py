@@ -161,9 +161,13 @@ def _other_idiom_pairs(
     seed: int,
 ) -> tuple[list[tuple[AlignedExample, AlignedExample, int]], dict[str, str]]:
     generator = torch.Generator().manual_seed(seed)
+    by_length: dict[int, list[AlignedExample]] = {}
+    for b in others:  # with length="equal" only same-length sentences can fit
+        by_length.setdefault(len(b), []).append(b)
     pairs, skipped = [], {}
     for a in clean:
-        fits = [(b, _fit(a, b, length)[0]) for b in others if idiom_of[b.id] != idiom_of[a.id]]
+        pool = by_length.get(len(a), []) if length == "equal" else others
+        fits = [(b, _fit(a, b, length)[0]) for b in pool if idiom_of[b.id] != idiom_of[a.id]]
         fits = [(b, n) for b, n in fits if n is not None]
         if not fits:
             skipped[a.id] = f"no other-idiom sentence fits ({length} length)"

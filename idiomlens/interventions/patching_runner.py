@@ -100,6 +100,26 @@ class MetricApplier:
         return torch.stack([torch.as_tensor(self.metric(x)).reshape(()) for x in per_cell])
 
 
+class Workspace:
+    """One flat tensor reused for the logits of every forward (allocating ~100 MB per
+    forward costs as much as the unembedding on CPU)."""
+
+    def __init__(self) -> None:
+        self.flat: Tensor | None = None
+
+    def take(self, shape: tuple[int, ...], like: Tensor) -> Tensor:
+        """A contiguous ``shape`` view of the workspace (grown when needed); old views die."""
+        numel = math.prod(shape)
+        flat = self.flat
+        if (
+            flat is None
+            or flat.numel() < numel
+            or (flat.dtype, flat.device) != (like.dtype, like.device)
+        ):
+            flat = self.flat = like.new_empty(numel)
+        return flat[:numel].view(shape)
+
+
 def default_cells_per_forward(model: Any, n_rows: int, n_pos: int) -> int:
     """Cells per forward so that the stacked logits stay under ``DEFAULT_FORWARD_ELEMENTS``."""
     width = max(model.cfg.d_vocab_out, model.cfg.d_mlp or 0, model.cfg.d_model)
@@ -152,6 +172,7 @@ def run_cells(
         n_rows, n_pos = corrupted.shape
         per_forward = cells_per_forward or default_cells_per_forward(model, n_rows, n_pos)
         out = {layer: baselines[1].repeat(masks[layer].shape[0]) for layer in layers}
+        workspace = Workspace()
         chunks = []
         for layer in layers:
             touched = masks[layer].any(-1)  # [cell, pos]: positions each cell patches
@@ -171,6 +192,7 @@ def run_cells(
                 apply_metric,
                 kwargs,
                 corrupt_logits[:, :start],
+                workspace,
             )
     return out, baselines
 
@@ -185,6 +207,7 @@ def _forward_chunk(
     apply_metric: MetricApplier,
     kwargs: dict[str, Any],
     head_logits: Tensor,
+    workspace: Workspace,
 ) -> Tensor:
     """One forward from ``layer`` for ``mask.shape[0]`` cells; logits of the first
     ``head_logits.shape[1]`` positions are copied from the corrupted run, not recomputed."""
@@ -201,7 +224,8 @@ def _forward_chunk(
         final = model(
             stacked, start_at_layer=layer, stop_at_layer=model.cfg.n_layers, **stacked_kwargs
         )
-    return apply_metric(_logits_after_prefix(model, final, head_logits, n_cells), n_cells)
+    logits = _logits_after_prefix(model, final, head_logits, n_cells, workspace)
+    return apply_metric(logits, n_cells).clone()  # the value must not alias the workspace
 
 
 def _logits_after_prefix(
@@ -209,18 +233,20 @@ def _logits_after_prefix(
     final: Float[Tensor, "cell_batch pos d_model"],
     head_logits: Float[Tensor, "batch start d_vocab"],
     n_cells: int,
+    workspace: Workspace,
 ) -> Float[Tensor, "cell_batch pos d_vocab"]:
     """The model's head (final norm, unembedding, soft-cap) on positions ``start:`` only;
     positions ``:start`` get ``head_logits`` (the corrupted run's, identical there).
 
-    The logits are written position-major into one buffer (no concatenation, no copy of
-    ``W_U``) and returned as a ``[cell*batch, pos, d_vocab]`` view.
+    The logits are written position-major into one reused buffer (no concatenation, no
+    copy of ``W_U``, no fresh allocation per forward) and returned as a
+    ``[cell*batch, pos, d_vocab]`` view, valid until the next call.
     """
     start, (n_rows, n_pos, _) = head_logits.shape[1], final.shape
     resid = final[:, start:]
     if model.cfg.normalization_type is not None:
         resid = model.ln_final(resid)
-    buffer = final.new_empty(n_pos, n_rows, model.cfg.d_vocab_out)
+    buffer = workspace.take((n_pos, n_rows, model.cfg.d_vocab_out), final)
     # [start, cell*batch, d_vocab] <- [batch, start, d_vocab], broadcast over cells
     if start > 0:
         buffer[:start].view(start, n_cells, -1, buffer.shape[-1]).copy_(
