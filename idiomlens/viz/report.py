@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import html
 import logging
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -122,8 +121,5 @@ class Report:
     def write(self, path: str | Path) -> Path:
         """Write the page to ``path`` atomically; returns the path."""
         path = atomic_write_bytes(path, self.to_html().encode("utf-8"))
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(path, 0o666 & ~umask)  # a page to share: the temp file was owner-only
         log.info("wrote report %s (%d sections)", path, len(self._sections))
         return path
