@@ -245,3 +245,16 @@ def test_model_head_variants(norm, cap):
         expected = TL_FUNCTIONS[kind](model, corrupted, clean_cache, mean_logprob)
         got = patch(model, clean, corrupted, mean_logprob, kind=kind)
         torch.testing.assert_close(got.effects, expected.cpu(), atol=1e-5, rtol=0)
+
+
+def test_metric_returning_a_view_of_the_logits(model):
+    """The logits buffer is reused between forwards; values must not alias it."""
+
+    def view_metric(logits):
+        return logits[0, -1, 3]
+
+    clean, corrupted = token_pair(model, n_pos=6)
+    _, clean_cache = model.run_with_cache(clean)
+    expected = TL_FUNCTIONS["head_by_pos"](model, corrupted, clean_cache, view_metric)
+    got = patch_heads(model, clean, corrupted, view_metric, by_position=True, cells_per_forward=2)
+    torch.testing.assert_close(got.effects, expected, atol=1e-5, rtol=0)
