@@ -121,11 +121,16 @@ def _set_mean(values: Tensor, counted: Tensor, dim: int) -> Tensor:
 
 
 def _mean_neg_std(pattern: Tensor, pairs: Tensor) -> tuple[Tensor, Tensor]:
-    """Mean and minus the unbiased std of ``pattern`` over ``pairs`` (``[b, h]`` each)."""
-    cells = pairs[:, None]  # [b, 1, q, k]
-    n = cells.sum((-2, -1))  # [b, 1]
-    mean = torch.where(cells, pattern, 0.0).sum((-2, -1)) / n.clamp(min=1)
-    sq = torch.where(cells, (pattern - mean[..., None, None]) ** 2, 0.0).sum((-2, -1))
+    """Mean and minus the unbiased std of ``pattern`` over ``pairs`` (``[b, h]`` each).
+
+    Two-pass (centred) for accuracy; both masked sums are one batched matmul each.
+    """
+    weights = einops.rearrange(pairs.to(pattern.dtype), "b q k -> b (q k) 1")
+    flat = einops.rearrange(pattern, "b h q k -> b h (q k)")
+    n = weights.sum(1)  # [b, 1]
+    mean = (flat @ weights)[..., 0] / n.clamp(min=1)  # [b, h]
+    centred = flat - mean[..., None]
+    sq = (centred.square_() @ weights)[..., 0]
     std = torch.where(n >= 2, (sq / (n - 1).clamp(min=1)).sqrt(), 0.0)
     return mean, -std
 
@@ -154,10 +159,16 @@ def _kth_largest(lines: Tensor, k: Tensor, c: Tensor) -> Tensor:
     k_large = int(k.max())
     k_small = int(torch.where(k > 0, c - k + 1, 0).max())
     if k_large <= k_small:
-        vals, index = lines.topk(k_large, dim=-1).values, k - 1
+        vals, index = (
+            lines.topk(k_large, dim=-1, sorted=False).values.sort(-1, descending=True).values,
+            k - 1,
+        )
     else:
         high = lines.masked_fill(lines == -torch.inf, torch.inf)
-        vals, index = high.topk(k_small, dim=-1, largest=False).values, c - k
+        vals, index = (
+            high.topk(k_small, dim=-1, largest=False, sorted=False).values.sort(-1).values,
+            c - k,
+        )
     index = index.clamp(0, vals.shape[-1] - 1)[:, None, :, None]  # [b, 1, p, 1]
     return vals.gather(-1, index.expand(*vals.shape[:-1], 1))
 
