@@ -164,7 +164,7 @@ def patch(
             ``"resid_pre"`` / ``"attn_out"`` / ``"mlp_out"`` ``[layer, pos]``.
         layers: patch only these layers (others are ``nan``); default all.
         cells_per_forward: patched copies per forward; default keeps the stacked logits
-            under ``DEFAULT_FORWARD_ELEMENTS`` elements.
+            under ``patching_runner.DEFAULT_FORWARD_ELEMENTS`` elements.
         attention_mask: for left-padded input (``Batch.forward_kwargs()``); the same mask
             serves both runs.
         ids: pair ids kept on the result.
