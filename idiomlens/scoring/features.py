@@ -164,7 +164,7 @@ def _kth_largest(lines: Tensor, k: Tensor, c: Tensor) -> Tensor:
             k - 1,
         )
     else:
-        high = lines.masked_fill(lines == -torch.inf, torch.inf)
+        high = lines.nan_to_num(neginf=torch.inf)  # non-candidates last (one fused pass)
         vals, index = (
             high.topk(k_small, dim=-1, largest=False, sorted=False).values.sort(-1).values,
             c - k,
