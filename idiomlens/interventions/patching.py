@@ -33,7 +33,7 @@ torch.Size([2, 4])
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -149,6 +149,7 @@ def patch(
     layers: list[int] | None = None,
     cells_per_forward: int | None = None,
     attention_mask: Int[Tensor, "batch pos"] | None = None,
+    metric_positions: Sequence[int] | None = None,
     ids: tuple[str, ...] = (),
     progress: bool = False,
 ) -> PatchingResult:
@@ -167,6 +168,10 @@ def patch(
             under ``patching_runner.DEFAULT_FORWARD_ELEMENTS`` elements.
         attention_mask: for left-padded input (``Batch.forward_kwargs()``); the same mask
             serves both runs.
+        metric_positions: the positions whose logits ``metric`` reads (e.g. ``[-1]``), if
+            it reads only some: the others are then not computed (``nan``), which saves the
+            unembedding there (the bulk of the cost with a large vocabulary). Checked once
+            on the corrupted run: the metric must not change when the others are ``nan``.
         ids: pair ids kept on the result.
         progress: show a progress bar over forwards.
 
@@ -192,6 +197,7 @@ def patch(
         masks=dict.fromkeys(layers, masks),
         cells_per_forward=cells_per_forward,
         attention_mask=attention_mask,
+        metric_positions=metric_positions,
         progress=progress,
     )
     grid = [n_pos] if spec.by_position else []

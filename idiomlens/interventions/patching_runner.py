@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import einops
@@ -101,23 +101,21 @@ class MetricApplier:
 
 
 class Workspace:
-    """One flat tensor reused for the logits of every forward (allocating ~100 MB per
-    forward costs as much as the unembedding on CPU)."""
+    """Logits buffers reused across forwards, one per shape (allocating ~100 MB per
+    forward costs as much as the unembedding on CPU). With ``fill`` a new buffer starts
+    filled with it, so positions that are never written keep it (``nan``: not computed)."""
 
-    def __init__(self) -> None:
-        self.flat: Tensor | None = None
+    def __init__(self, fill: float | None = None) -> None:
+        self.fill = fill
+        self.buffers: dict[tuple[int, ...], Tensor] = {}
 
     def take(self, shape: tuple[int, ...], like: Tensor) -> Tensor:
-        """A contiguous ``shape`` view of the workspace (grown when needed); old views die."""
-        numel = math.prod(shape)
-        flat = self.flat
-        if (
-            flat is None
-            or flat.numel() < numel
-            or (flat.dtype, flat.device) != (like.dtype, like.device)
-        ):
-            flat = self.flat = like.new_empty(numel)
-        return flat[:numel].view(shape)
+        """A contiguous buffer of ``shape`` (dtype and device of ``like``)."""
+        buffer = self.buffers.get(shape)
+        if buffer is None or (buffer.dtype, buffer.device) != (like.dtype, like.device):
+            buffer = like.new_empty(shape) if self.fill is None else like.new_full(shape, self.fill)
+            self.buffers[shape] = buffer
+        return buffer
 
 
 def default_cells_per_forward(model: Any, n_rows: int, n_pos: int) -> int:
@@ -136,6 +134,30 @@ def shared_prefix(clean: Int[Tensor, "batch pos"], corrupted: Int[Tensor, "batch
     return int(differs.int().argmax()) if bool(differs.any()) else clean.shape[1]
 
 
+def metric_positions_checked(
+    metric: Metric, logits: Float[Tensor, "batch pos d_vocab"], positions: Sequence[int] | None
+) -> list[int]:
+    """The sorted positions whose logits ``metric`` reads (all when ``positions`` is None).
+
+    Declared positions are verified once: ``metric`` must give the same value when every
+    other position's logits are ``nan``.
+    """
+    n_pos = logits.shape[1]
+    if positions is None:
+        return list(range(n_pos))
+    if not all(-n_pos <= p < n_pos for p in positions) or not positions:
+        raise ValueError(f"metric_positions {list(positions)} are not positions of {n_pos}")
+    wanted = sorted({p % n_pos for p in positions})
+    probe = torch.full_like(logits, float("nan"))
+    probe[:, wanted] = logits[:, wanted]
+    if not torch.allclose(metric(probe), metric(logits), rtol=0, atol=0):
+        raise ValueError(
+            f"the metric reads logits outside metric_positions={list(positions)}: with the "
+            "other positions set to nan its value changes"
+        )
+    return wanted
+
+
 def run_cells(
     model: Any,
     clean: Int[Tensor, "batch pos"],
@@ -146,12 +168,14 @@ def run_cells(
     masks: Mapping[int, Bool[Tensor, "cell pos unit"]],
     cells_per_forward: int | None = None,
     attention_mask: Tensor | None = None,
+    metric_positions: Sequence[int] | None = None,
     progress: bool = False,
 ) -> tuple[dict[int, Float[Tensor, " cell"]], Float[Tensor, "2"]]:
     """Patch every cell of ``masks[layer]`` at ``hook(layer)``; the core of all kinds.
 
     Cells that only touch the shared token prefix are no-ops (their value is the
     corrupted metric) and are not run; the logits of the prefix are the corrupted run's.
+    With ``metric_positions`` only those positions' logits are computed (others: ``nan``).
     Returns ``({layer: metric per cell}, [clean_metric, corrupted_metric])`` on the device.
     """
     layers = sorted(masks)
@@ -168,19 +192,13 @@ def run_cells(
             corrupted, names_filter=lambda n: n in resid_names, **kwargs
         )
         baselines = torch.stack([metric(clean_logits), metric(corrupt_logits)]).reshape(2)
+        wanted = metric_positions_checked(metric, corrupt_logits, metric_positions)
         apply_metric = MetricApplier(metric)
         n_rows, n_pos = corrupted.shape
         per_forward = cells_per_forward or default_cells_per_forward(model, n_rows, n_pos)
         out = {layer: baselines[1].repeat(masks[layer].shape[0]) for layer in layers}
-        workspace = Workspace()
-        chunks = []
-        for layer in layers:
-            touched = masks[layer].any(-1)  # [cell, pos]: positions each cell patches
-            live = touched[:, prefix:].any(-1).nonzero()[:, 0]
-            first = touched.int().argmax(-1).clamp(min=prefix)  # first position that can change
-            chunks += [
-                (layer, i, int(first[i].min())) for i in torch.split(live, per_forward) if len(i)
-            ]
+        workspace = Workspace(fill=None if metric_positions is None else float("nan"))
+        chunks = _plan(masks, prefix, wanted[-1], per_forward)
         for layer, idx, start in _progress(chunks, progress):
             out[layer][idx.to(out[layer].device)] = _forward_chunk(
                 model,
@@ -191,10 +209,27 @@ def run_cells(
                 hook,
                 apply_metric,
                 kwargs,
-                corrupt_logits[:, :start],
+                (corrupt_logits, start, wanted),
                 workspace,
             )
     return out, baselines
+
+
+def _plan(
+    masks: Mapping[int, Tensor], prefix: int, last_read: int, per_forward: int
+) -> list[tuple[int, Tensor, int]]:
+    """Chunks ``(layer, cell indices, start)``; ``start`` = first position whose logits can
+    change. A cell runs only if it patches at or after ``prefix`` and no later than the
+    last position the metric reads."""
+    chunks = []
+    for layer in sorted(masks):
+        touched = masks[layer].any(-1)  # [cell, pos]: positions each cell patches
+        first = touched.int().argmax(-1).clamp(min=prefix)  # first position that can change
+        live = (touched[:, prefix:].any(-1) & (first <= last_read)).nonzero()[:, 0]
+        chunks += [
+            (layer, i, int(first[i].min())) for i in torch.split(live, per_forward) if len(i)
+        ]
+    return chunks
 
 
 def _forward_chunk(
@@ -206,11 +241,10 @@ def _forward_chunk(
     hook: Callable[[int], str],
     apply_metric: MetricApplier,
     kwargs: dict[str, Any],
-    head_logits: Tensor,
+    corrupted_logits: tuple[Tensor, int, list[int]],
     workspace: Workspace,
 ) -> Tensor:
-    """One forward from ``layer`` for ``mask.shape[0]`` cells; logits of the first
-    ``head_logits.shape[1]`` positions are copied from the corrupted run, not recomputed."""
+    """One forward from ``layer`` for ``mask.shape[0]`` cells; see :func:`_head`."""
     n_cells = mask.shape[0]
     mask = mask.to(resid.device)
 
@@ -224,41 +258,59 @@ def _forward_chunk(
         final = model(
             stacked, start_at_layer=layer, stop_at_layer=model.cfg.n_layers, **stacked_kwargs
         )
-    logits = _logits_after_prefix(model, final, head_logits, n_cells, workspace)
+    logits = _head(model, final, *corrupted_logits, n_cells, workspace)
     return apply_metric(logits, n_cells).clone()  # the value must not alias the workspace
 
 
-def _logits_after_prefix(
+def _head(
     model: Any,
     final: Float[Tensor, "cell_batch pos d_model"],
-    head_logits: Float[Tensor, "batch start d_vocab"],
+    corrupted_logits: Float[Tensor, "batch pos d_vocab"],
+    start: int,
+    wanted: list[int],
     n_cells: int,
     workspace: Workspace,
 ) -> Float[Tensor, "cell_batch pos d_vocab"]:
-    """The model's head (final norm, unembedding, soft-cap) on positions ``start:`` only;
-    positions ``:start`` get ``head_logits`` (the corrupted run's, identical there).
+    """Logits of the stacked runs at the ``wanted`` positions: the corrupted run's before
+    ``start`` (identical there), the model's head (final norm, ``W_U``, ``b_U``, soft-cap)
+    from ``start`` on. Unwanted positions are never written.
 
-    The logits are written position-major into one reused buffer (no concatenation, no
-    copy of ``W_U``, no fresh allocation per forward) and returned as a
-    ``[cell*batch, pos, d_vocab]`` view, valid until the next call.
+    The logits go position-major into a reused buffer (no concatenation, no copy of
+    ``W_U``, no allocation per forward); returned as a ``[cell*batch, pos, d_vocab]`` view,
+    valid until the next call.
     """
-    start, (n_rows, n_pos, _) = head_logits.shape[1], final.shape
-    resid = final[:, start:]
-    if model.cfg.normalization_type is not None:
-        resid = model.ln_final(resid)
+    n_rows, n_pos, _ = final.shape
     buffer = workspace.take((n_pos, n_rows, model.cfg.d_vocab_out), final)
-    # [start, cell*batch, d_vocab] <- [batch, start, d_vocab], broadcast over cells
-    if start > 0:
-        buffer[:start].view(start, n_cells, -1, buffer.shape[-1]).copy_(
-            einops.rearrange(head_logits, "b p v -> p 1 b v")
-        )
-    tail = buffer[start:]
-    torch.matmul(einops.rearrange(resid, "cb p d -> p cb d"), model.W_U, out=tail)
-    tail += model.b_U
-    cap = model.cfg.output_logits_soft_cap
-    if cap is not None and cap > 0:
-        torch.tanh(tail / cap, out=tail).mul_(cap)
+    for a, b in _runs(wanted, split_at=start):
+        if b <= start:  # [p, cell*batch, d_vocab] <- [batch, p, d_vocab], broadcast over cells
+            buffer[a:b].view(b - a, n_cells, -1, buffer.shape[-1]).copy_(
+                einops.rearrange(corrupted_logits[:, a:b], "b p v -> p 1 b v")
+            )
+            continue
+        resid = einops.rearrange(final[:, a:b], "cb p d -> p cb d")
+        if model.cfg.normalization_type is not None:
+            resid = model.ln_final(resid)
+        torch.matmul(resid, model.W_U, out=buffer[a:b])
+        buffer[a:b] += model.b_U
+        cap = model.cfg.output_logits_soft_cap
+        if cap is not None and cap > 0:
+            torch.tanh(buffer[a:b] / cap, out=buffer[a:b]).mul_(cap)
     return einops.rearrange(buffer, "p cb v -> cb p v")
+
+
+def _runs(positions: list[int], split_at: int) -> list[tuple[int, int]]:
+    """Maximal ``[a, b)`` runs of consecutive sorted ``positions``, also split at ``split_at``.
+
+    >>> _runs([0, 1, 2, 5, 6], split_at=2)
+    [(0, 2), (2, 3), (5, 7)]
+    """
+    runs: list[tuple[int, int]] = []
+    for p in positions:
+        if runs and runs[-1][1] == p and p != split_at:
+            runs[-1] = (runs[-1][0], p + 1)
+        else:
+            runs.append((p, p + 1))
+    return runs
 
 
 def _progress(items: list, enabled: bool) -> Any:

@@ -258,3 +258,20 @@ def test_metric_returning_a_view_of_the_logits(model):
     expected = TL_FUNCTIONS["head_by_pos"](model, corrupted, clean_cache, view_metric)
     got = patch_heads(model, clean, corrupted, view_metric, by_position=True, cells_per_forward=2)
     torch.testing.assert_close(got.effects, expected, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("kind", ["head_all_pos", "head_by_pos"])
+def test_metric_positions_only_computes_what_the_metric_reads(model, kind):
+    clean, corrupted = token_pair(model, n_pos=7, seed=8)
+
+    def two_positions(logits):  # reads positions 3 and 6 only
+        return logits[:, 3, 5].mean() + logits[:, -1].log_softmax(-1)[:, 7].mean()
+
+    _, clean_cache = model.run_with_cache(clean)
+    expected = TL_FUNCTIONS[kind](model, corrupted, clean_cache, two_positions)
+    got = patch(model, clean, corrupted, two_positions, kind=kind, metric_positions=[3, -1])
+    torch.testing.assert_close(got.effects, expected.cpu(), atol=1e-5, rtol=0)
+    with pytest.raises(ValueError, match="reads logits outside metric_positions"):
+        patch(model, clean, corrupted, two_positions, kind=kind, metric_positions=[-1])
+    with pytest.raises(ValueError, match="are not positions"):
+        patch(model, clean, corrupted, two_positions, kind=kind, metric_positions=[9])
