@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -46,7 +47,9 @@ class HeadScores(Result):
         kind: ``"idiom"`` or ``"literal"``.
         layers: the model layers along the ``layer`` axis (all layers by default).
         meta: model name and shape, dtype, padding side, corpus hash, parameters and the
-            library version of the run that produced the scores.
+            library version of the run that produced the scores. ``corpus_hash`` covers
+            the scored examples (ids, tokens, spans); a result merged by :meth:`concat`
+            (chunked or sharded runs) carries the hash of its parts' hashes, in order.
 
     ``mean()`` / ``std()`` return plain ``[layer, head]`` tensors (over examples), so
     they compose with torch; ``top(k)`` ranks heads by the mean combined score.
@@ -73,6 +76,17 @@ class HeadScores(Result):
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    @classmethod
+    def concat(cls, parts: list[HeadScores]) -> HeadScores:
+        """Join scores over disjoint examples; ``meta`` is updated for the merged set."""
+        merged = super().concat(parts)
+        hashes = [str(p.meta.get("corpus_hash", "")) for p in parts]
+        meta = dict(merged.meta, n_examples=len(merged.ids))
+        if len(parts) > 1:
+            meta["corpus_hash"] = hashlib.sha256("\n".join(hashes).encode()).hexdigest()
+        merged.meta = meta
+        return merged
 
     def _values(self, feature: str | None) -> Tensor:
         if feature is None or feature == "score":
@@ -113,7 +127,7 @@ class HeadScores(Result):
             feature_names=self.feature_names,
             kind=self.kind,
             layers=self.layers,
-            meta=dict(self.meta),
+            meta={k: v for k, v in self.meta.items() if k not in ("corpus_hash", "n_examples")},
         )
 
     def to_dataframe(self) -> Any:
