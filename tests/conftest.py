@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
 from idiomlens.data import IdiomCorpus, IdiomExample
 from idiomlens.models import tiny_model
@@ -41,6 +42,15 @@ SENTENCES = [
     ),
     ("fig-7", "Once in a blue moon, the river floods.", "Once in a blue moon", "figurative"),
 ]
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_thread():
+    """Tiny tensors: one intra-op thread is about twice as fast as two (measured)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 @pytest.fixture(scope="session")

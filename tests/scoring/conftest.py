@@ -10,16 +10,6 @@ from idiomlens.models import tiny_tokenizer
 
 from ..conftest import SENTENCES, make_example
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: one intra-op thread is much faster (and kind to a shared machine)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 EDGE = [
     ("end-0", "The old farmer finally kicked the bucket", "kicked the bucket"),  # e = T-1
     ("only-0", "spilled the beans", "spilled the beans"),  # |L| = 0
