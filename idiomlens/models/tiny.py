@@ -16,7 +16,7 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, 
 from transformer_lens import HookedTransformer, HookedTransformerConfig
 from transformers import AutoTokenizer, PreTrainedTokenizerFast
 
-__all__ = ["tiny_model", "tiny_tokenizer", "TINY_TEXT"]
+__all__ = ["tiny_model", "tiny_tokenizer", "train_bpe_tokenizer", "TINY_TEXT"]
 
 BOS = "<|endoftext|>"
 
@@ -38,18 +38,14 @@ The quick brown fox jumps over the lazy dog.
 """
 
 
-@lru_cache(maxsize=4)
-def tiny_tokenizer(vocab_size: int = 300) -> PreTrainedTokenizerFast:
-    """A GPT-2-style byte-level BPE tokenizer trained on :data:`TINY_TEXT`.
+def train_bpe_tokenizer(sentences: list[str], vocab_size: int) -> PreTrainedTokenizerFast:
+    """Train a GPT-2-style byte-level BPE on ``sentences``, offline, in milliseconds.
 
     Words carry their leading space (``" beans"``), the offset mapping is exact, and
-    ``<|endoftext|>`` is the BOS, EOS and padding token (id 0), as in GPT-2.
-
-    >>> tok = tiny_tokenizer()
-    >>> tok.bos_token_id
-    0
-    >>> tok.decode(tok("spilled the beans")["input_ids"])
-    'spilled the beans'
+    ``<|endoftext|>`` is the BOS, EOS and padding token (id 0), as in GPT-2. The
+    tokenizer is round-tripped through a temporary folder so that it has a
+    ``name_or_path`` TransformerLens can re-open offline (it reloads tokenizers with
+    ``add_bos_token``).
     """
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -61,15 +57,26 @@ def tiny_tokenizer(vocab_size: int = 300) -> PreTrainedTokenizerFast:
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
         show_progress=False,
     )
-    tok.train_from_iterator(TINY_TEXT.splitlines(), trainer=trainer)
+    tok.train_from_iterator(sentences, trainer=trainer)
     fast = PreTrainedTokenizerFast(
         tokenizer_object=tok, bos_token=BOS, eos_token=BOS, pad_token=BOS, unk_token=None
     )
-    # Round-trip through a directory so the tokenizer has a ``name_or_path`` that
-    # TransformerLens can re-open offline (it reloads tokenizers with add_bos_token).
-    folder = Path(tempfile.mkdtemp(prefix="idiomlens-tiny-tokenizer-"))
+    folder = Path(tempfile.mkdtemp(prefix="idiomlens-tokenizer-"))
     fast.save_pretrained(folder)
     return AutoTokenizer.from_pretrained(folder)
+
+
+@lru_cache(maxsize=4)
+def tiny_tokenizer(vocab_size: int = 300) -> PreTrainedTokenizerFast:
+    """:func:`train_bpe_tokenizer` on :data:`TINY_TEXT` (cached per vocabulary size).
+
+    >>> tok = tiny_tokenizer()
+    >>> tok.bos_token_id
+    0
+    >>> tok.decode(tok("spilled the beans")["input_ids"])
+    'spilled the beans'
+    """
+    return train_bpe_tokenizer(TINY_TEXT.splitlines(), vocab_size)
 
 
 def tiny_model(

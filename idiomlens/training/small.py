@@ -21,7 +21,6 @@ import contextlib
 import json
 import logging
 import math
-import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -30,13 +29,13 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from jaxtyping import Int
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from torch import Tensor
 from transformer_lens import HookedTransformer, HookedTransformerConfig
-from transformers import AutoTokenizer, PreTrainedTokenizerFast
+from transformers import PreTrainedTokenizerFast
 
 from ..data.example import IdiomCorpus
 from ..models.native import save_hooked
+from ..models.tiny import train_bpe_tokenizer
 from .demo_data import build_demo_corpus, training_sentences
 
 __all__ = ["TrainConfig", "train_tokenizer", "train", "evaluate", "last_word_accuracy", "main"]
@@ -87,23 +86,7 @@ class TrainConfig:
 
 def train_tokenizer(sentences: list[str], vocab_size: int) -> PreTrainedTokenizerFast:
     """A GPT-2-style byte-level BPE on ``sentences``; ``<|endoftext|>`` (id 0) is BOS/EOS/PAD."""
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    tok.post_processor = processors.ByteLevel(trim_offsets=False)
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        special_tokens=[BOS],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tok.train_from_iterator(sentences, trainer=trainer)
-    fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok, bos_token=BOS, eos_token=BOS, pad_token=BOS, unk_token=None
-    )
-    folder = Path(tempfile.mkdtemp(prefix="idiomlens-demo-tokenizer-"))
-    fast.save_pretrained(folder)  # round trip: TransformerLens re-opens it by name_or_path
-    return AutoTokenizer.from_pretrained(folder)
+    return train_bpe_tokenizer(sentences, vocab_size)
 
 
 def _encode(
