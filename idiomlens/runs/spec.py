@@ -36,7 +36,17 @@ __all__ = [
 #: Bytes hashed per slice when streaming a tensor (bounds the host copy of GPU weights).
 _SLICE_BYTES = 64 * 2**20
 #: Config fields that describe where a model lives, not what it computes.
-_CFG_IGNORED = {"device", "n_devices", "dtype", "seed", "checkpoint_index", "checkpoint_value"}
+# Not part of a model's identity: where it runs, and names (a folder name is not a weight).
+_CFG_IGNORED = {
+    "device",
+    "n_devices",
+    "dtype",
+    "seed",
+    "checkpoint_index",
+    "checkpoint_value",
+    "model_name",
+    "tokenizer_name",
+}
 
 _fingerprint_cache: weakref.WeakKeyDictionary[torch.nn.Module, tuple[tuple, str]] = (
     weakref.WeakKeyDictionary()

@@ -93,3 +93,17 @@ def test_model_identity_sees_the_tokenizer_and_not_the_source():
     assert (
         a["config_sha256"] == b["config_sha256"] and a["tokenizer_sha256"] != b["tokenizer_sha256"]
     )
+
+
+def test_same_weights_in_differently_named_folders_share_a_key(tmp_path):
+    from idiomlens.models import load_model, save_hooked
+
+    model = tiny_model(seed=4)
+    a = load_model(save_hooked(model, tmp_path / "base-run-1"))
+    b = load_model(save_hooked(model, tmp_path / "copy"))
+    b.cfg.model_name = "renamed"
+    ids = [model_identity(m, source=str(p)) for m, p in ((a, "x"), (b, "y"))]
+    assert ids[0]["config_sha256"] == ids[1]["config_sha256"]
+    assert spec(model=ids[0]).key == spec(model=ids[1]).key
+    changed = tiny_model(seed=5)
+    assert spec(model=model_identity(changed)).key != spec(model=ids[0]).key
