@@ -61,8 +61,9 @@ def plot_score_scatter(
         go.Scatter(
             x=x,
             y=y,
-            mode="markers",
+            mode="markers+text" if len(labels) <= 64 else "markers",  # label small models
             text=labels,
+            textposition="top center",
             hovertemplate="%{text}: (%{x:.3f}, %{y:.3f})<extra></extra>",
         )
     )
