@@ -93,6 +93,7 @@ class AlignedCorpus(list):
 
     @property
     def ids(self) -> tuple[str, ...]:
+        """Ids of the aligned examples, in order."""
         return tuple(a.id for a in self)
 
 

@@ -58,10 +58,12 @@ class Batch:
 
     @property
     def size(self) -> int:
+        """Number of examples in the batch."""
         return self.tokens.shape[0]
 
     @property
     def n_pos(self) -> int:
+        """Padded length (the ``pos`` axis)."""
         return self.tokens.shape[1]
 
     def positions(self) -> Int[Tensor, "batch pos"]:
