@@ -34,6 +34,7 @@ from tqdm.auto import tqdm
 from ..data.align import AlignedExample, align
 from ..data.batching import Batch, iter_batches, make_batch
 from ..data.example import IdiomExample
+from ..models.partial import run_hooks_until
 from ..models.sites import z_hook
 from .ablation_result import AblationResult
 from .hooks import replacement_hooks
@@ -120,12 +121,8 @@ def _capture_z(
         return hook
 
     with torch.no_grad():
-        model.run_with_hooks(
-            batch.tokens,
-            fwd_hooks=[(z_hook(layer), save(layer)) for layer in layers],
-            stop_at_layer=max(layers) + 1,
-            **batch.forward_kwargs(),
-        )
+        hooks = [(z_hook(layer), save(layer)) for layer in layers]
+        run_hooks_until(model, batch.tokens, hooks, z_hook(max(layers)), **batch.forward_kwargs())
     return store
 
 

@@ -34,6 +34,7 @@ from tqdm.auto import tqdm
 from .._io import Result
 from ..data.align import AlignedExample
 from ..data.batching import Batch, iter_batches
+from ..models.partial import run_hooks_until
 from ..models.sites import pattern_hook
 from .result import top_heads
 from .runner import as_aligned, check_layers
@@ -252,12 +253,8 @@ def detect_heads(
                 )
                 for i, layer in enumerate(layer_ids)
             ]
-            model.run_with_hooks(
-                batch.tokens,
-                fwd_hooks=hooks,
-                stop_at_layer=layer_ids[-1] + 1,
-                **batch.forward_kwargs(),
-            )
+            last = pattern_hook(layer_ids[-1])
+            run_hooks_until(model, batch.tokens, hooks, last, **batch.forward_kwargs())
             scores[batch.indices.cpu()] = out.cpu()
     meta = {"model_name": str(getattr(model.cfg, "model_name", "")), **opts}
     return HeadDetection(

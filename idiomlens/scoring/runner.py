@@ -1,7 +1,7 @@
 """``score_heads``: stream a corpus through the model, scoring every head inside hooks.
 
-For each padded batch the model runs once, up to the last scored layer
-(``stop_at_layer``); a hook on each layer's ``hook_pattern`` reduces the pattern to the
+For each padded batch the model runs once, up to the last scored layer's ``hook_z``
+(:func:`~idiomlens.models.partial.run_hooks_until`); a hook on each layer's ``hook_pattern`` reduces the pattern to the
 four attention features and a hook on ``hook_z`` to the output-share feature, both in
 float32, and nothing else is kept. Batches are sized by a token budget, so memory is
 bounded by the longest sentence, not the corpus.
@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 
 from ..data.align import AlignedExample, AlignmentError, align
 from ..data.batching import Batch, iter_batches
+from ..models.partial import run_hooks_until
 from ..models.sites import pattern_hook, z_hook
 from .features import (
     FEATURE_NAMES,
@@ -109,12 +110,8 @@ def _score_batch(
         )
         z_fn = partial(_z_hook, out=out, slot=slot, layout=layout, gram=grams[slot])
         hooks.append((z_hook(layer), z_fn))
-    model.run_with_hooks(
-        batch.tokens,
-        fwd_hooks=hooks,
-        stop_at_layer=layers[-1] + 1,
-        **batch.forward_kwargs(),
-    )
+    # hook_z of the last layer is the last value needed: skip its W_O, MLP and the rest
+    run_hooks_until(model, batch.tokens, hooks, z_hook(layers[-1]), **batch.forward_kwargs())
     return out
 
 
