@@ -6,13 +6,16 @@ Every function here is tensor-in/tensor-out on one layer's stacked attention pat
 Python loop over examples, heads, rows or columns:
 
 - ``mean`` / ``neg_std``: masked reductions over the scored ``(q, k)`` pairs;
-- ``max``: one argmax per row and per column (ties -> smaller index), then a mode found
-  by counting winners with ``scatter_add`` (ties -> smaller value);
-- ``phrase``: the ``K``-th largest value ``t`` of every row / column from one small
-  ``topk`` (``K <= n`` for the idiom score; for the literal score the ``K``-th largest is
-  the ``(C - K + 1)``-th smallest of ``C`` candidates, again a small ``topk``); the
-  top-``K`` set is then ``{A > t}`` plus the smallest-index candidates equal to ``t``
-  (a ``cumsum`` over ties, only when a tie straddles the cut);
+- ``max`` and ``phrase`` read only the rows and columns METHODS.md scores, gathered
+  once per layer into flat ``[line, head, pos]`` blocks (:class:`LineSet`);
+- ``max``: one argmax per line (ties -> smaller index), then a mode found by counting
+  winners with ``index_add`` (ties -> smaller value);
+- ``phrase``: the ``K``-th largest value ``t`` of every line from one small ``topk``
+  (``K <= n`` for the idiom score; for the literal score the ``K``-th largest is the
+  ``(C - K + 1)``-th smallest of ``C`` candidates, again a small ``topk``); the top-``K``
+  set is then ``{A > t}`` plus the smallest-index candidates equal to ``t`` (a ``cumsum``
+  over ties, only when a tie straddles the cut). Lines with at most one non-item
+  candidate need no ``topk`` at all;
 - ``contribution``: per-head output norms ``||z_h W_O[h]||`` from the Gram matrices
   ``W_O[h] W_O[h]^T`` (``[batch, pos, head, d_model]`` is never built).
 
@@ -58,29 +61,100 @@ KINDS: tuple[str, ...] = ("idiom", "literal")
 
 
 @dataclass(frozen=True)
+class LineSet:
+    """The rows (or columns) that ``max`` and ``phrase`` read, flattened across a batch.
+
+    Only these lines are gathered, so unscored rows and columns (before the idiom for
+    rows, after it for columns, BOS, padding) cost nothing. Each line's candidates lie
+    along its last axis: keys for a row, queries for a column.
+
+    ``K`` always counts a line's item candidates, so a line's top-``K`` depends only on
+    its ``N = C - K`` other candidates, and lines come in three groups, in this order:
+
+    - ``n_ranked`` lines with ``K > 0`` and ``N >= 2``: a top-``K`` selection;
+    - ``n_single`` lines with ``K > 0`` and ``N = 1`` (rows before the idiom, whose one
+      non-literal candidate is BOS; idiom columns of an idiom followed by one token):
+      the top-``K`` drops exactly the worst candidate, so only whether the non-item
+      ``odd`` is the worst matters;
+    - the rest: ``K = 0`` (in ``max`` only) or ``N = 0`` (the top-``K`` is every
+      candidate, all items: fraction 1).
+
+    Attributes:
+        b, p: ``[line]`` example and position (row ``q`` or column ``k``) of each line.
+        cand: ``[line, pos]`` the line's candidates (``valid`` along it).
+        k: ``[line]`` ``K`` for ``phrase`` (0: the line is not in ``phrase``).
+        c: ``[line]`` number of candidates.
+        in_max: ``[line]`` whether the line's argmax enters the ``max`` mode.
+        n_max, n_phrase: ``[batch]`` per-example counts of such lines.
+        n_ranked, n_single: sizes of the first two groups.
+        odd: ``[n_single]`` position of the one non-item candidate of each single line.
+    """
+
+    b: Int[Tensor, " line"]
+    p: Int[Tensor, " line"]
+    cand: Bool[Tensor, "line pos"]
+    k: Int[Tensor, " line"]
+    c: Int[Tensor, " line"]
+    in_max: Bool[Tensor, " line"]
+    n_max: Int[Tensor, " batch"]
+    n_phrase: Int[Tensor, " batch"]
+    n_ranked: int
+    n_single: int
+    odd: Int[Tensor, " single"]
+
+    @classmethod
+    def select(cls, cand: Tensor, k: Tensor, in_max: Tensor, items: Tensor) -> LineSet:
+        """Lines with ``K > 0`` or in ``max``, grouped as above.
+
+        ``cand [b, line_pos, pos]``; ``k``, ``in_max [b, line_pos]``; ``items [b, pos]``.
+        """
+        b, p = ((k > 0) | in_max).nonzero(as_tuple=True)
+        line_k, line_c = k[b, p], cand[b, p].sum(-1)
+        n_other = line_c - line_k
+        group = torch.where(line_k > 0, torch.where(n_other >= 2, 0, n_other.neg() + 2), 2)
+        order = torch.argsort(group, stable=True)  # group 0: N >= 2, 1: N = 1, 2: rest
+        b, p, group = b[order], p[order], group[order]
+        line_cand = cand[b, p]
+        n_ranked, n_single = int((group == 0).sum()), int((group == 1).sum())
+        single = slice(n_ranked, n_ranked + n_single)
+        odd = (line_cand[single] & ~items[b[single]]).to(torch.uint8).argmax(-1)
+        return cls(
+            b,
+            p,
+            line_cand,
+            line_k[order],
+            line_c[order],
+            in_max[b, p],
+            in_max.sum(-1),
+            (k > 0).sum(-1),
+            n_ranked,
+            n_single,
+            odd,
+        )
+
+    def gather(self, pattern: Tensor, axis: str) -> Tensor:
+        """``[line, head_index, pos]``: each line of ``pattern``, ``-inf`` off its candidates."""
+        lines = pattern[self.b, :, self.p] if axis == "row" else pattern[self.b, :, :, self.p]
+        return lines.masked_fill(~self.cand[:, None], -torch.inf)
+
+
+@dataclass(frozen=True)
 class ScoringLayout:
     """Per-example position masks for one padded batch and one ``kind``.
 
     Attributes:
-        valid: ``[batch, query_pos, key_pos]`` real causal cells (``k <= q``, both real,
-            BOS included): the argmax / top-K candidates.
-        pairs: cells averaged by ``mean`` / ``neg_std``.
+        pairs: ``[batch, query_pos, key_pos]`` cells averaged by ``mean`` / ``neg_std``.
         items: ``[batch, pos]`` the item set (``I`` or ``L``).
-        max_rows, max_cols: rows / columns whose argmax enters the ``max`` mode.
-        k_rows, k_cols: ``K`` of each row / column for ``phrase`` (0: not scored).
-        c_rows, c_cols: number of candidates of each row / column.
+        rows, cols: the rows / columns read by ``max`` and ``phrase``
+            (:class:`LineSet`; candidates are the real causal cells ``k <= q``, BOS
+            included).
         kind: ``"idiom"`` or ``"literal"``.
     """
 
-    valid: Bool[Tensor, "batch query_pos key_pos"]
     pairs: Bool[Tensor, "batch query_pos key_pos"]
     items: Bool[Tensor, "batch pos"]
-    max_rows: Bool[Tensor, "batch pos"]
-    max_cols: Bool[Tensor, "batch pos"]
-    k_rows: Int[Tensor, "batch pos"]
-    k_cols: Int[Tensor, "batch pos"]
-    c_rows: Int[Tensor, "batch pos"]
-    c_cols: Int[Tensor, "batch pos"]
+    rows: LineSet
+    cols: LineSet
     kind: str
 
     @classmethod
@@ -94,30 +168,37 @@ class ScoringLayout:
         valid = causal & real[:, :, None] & real[:, None, :]
         s, e = batch.spans[:, :1], batch.spans[:, 1:]  # [batch, 1], padded coords
         if kind == "idiom":
-            idiom = batch.idiom_mask()
-            pairs = valid & scored[:, None, :] & (idiom[:, :, None] | idiom[:, None, :])
+            items = batch.idiom_mask()
+            pairs = valid & scored[:, None, :] & (items[:, :, None] | items[:, None, :])
             max_rows = real & (pos >= s)  # q = s .. T-1
             max_cols = scored & (pos <= e)  # k = p0 .. e
             n = e - s + 1
             k_rows = torch.where(max_rows, torch.minimum(pos - s + 1, n), 0)
             k_cols = torch.where(max_cols, torch.where(pos >= s, e - pos + 1, n), 0)
-            sets = (idiom, max_rows, max_cols, k_rows, k_cols)
         else:
-            lit = batch.literal_mask()
-            pairs = valid & lit[:, :, None] & lit[:, None, :]
-            n_before = lit.long().cumsum(-1)  # |{k in L : k <= q}|
-            n_after = lit.long().flip(-1).cumsum(-1).flip(-1)  # |{q in L : q >= c}|
+            items = max_rows = max_cols = batch.literal_mask()
+            pairs = valid & items[:, :, None] & items[:, None, :]
+            n_before = items.long().cumsum(-1)  # |{k in L : k <= q}|
+            n_after = items.long().flip(-1).cumsum(-1).flip(-1)  # |{q in L : q >= c}|
             k_rows = torch.where(scored, n_before, 0)
             k_cols = torch.where(scored, n_after, 0)
-            sets = (lit, lit, lit, k_rows, k_cols)
-        c_rows, c_cols = valid.sum(-1), valid.sum(-2)
-        return cls(valid, pairs, *sets, c_rows, c_cols, kind)
+        rows = LineSet.select(valid, k_rows, max_rows, items)
+        cols = LineSet.select(valid.transpose(1, 2), k_cols, max_cols, items)
+        return cls(pairs, items, rows, cols, kind)
 
 
 def _set_mean(values: Tensor, counted: Tensor, dim: int) -> Tensor:
     """Mean of ``values`` where ``counted`` along ``dim``; an empty set gives 0."""
     total = torch.where(counted, values, 0.0).sum(dim)
     return total / counted.sum(dim).clamp(min=1)
+
+
+def _per_example_mean(values: Tensor, lines: LineSet, weight: Tensor, count: Tensor) -> Tensor:
+    """``[batch, head]`` sum over each example's lines of ``values [line, head]`` where
+    ``weight [line]``, divided by ``count [batch]`` (an empty set gives 0)."""
+    total = values.new_zeros(count.shape[0], values.shape[1])
+    total.index_add_(0, lines.b, torch.where(weight[:, None], values, 0.0))
+    return total / count[:, None].clamp(min=1)
 
 
 def _mean_neg_std(pattern: Tensor, pairs: Tensor) -> tuple[Tensor, Tensor]:
@@ -135,23 +216,28 @@ def _mean_neg_std(pattern: Tensor, pairs: Tensor) -> tuple[Tensor, Tensor]:
     return mean, -std
 
 
-def _mode_fraction(winners: Tensor, counted: Tensor, items: Tensor) -> Tensor:
-    """``count(m) / |counted|`` if the mode ``m`` of ``winners`` is an item, else 0.
+def _mode_fraction(lines: Tensor, ls: LineSet, items: Tensor) -> Tensor:
+    """``count(m) / n_max`` if the mode ``m`` of the ``in_max`` lines' argmaxes is an item,
+    else 0, per example and head (``[b, h]``).
 
-    ``winners [b, h, p]`` holds each row's (column's) argmax; only the ``counted [b, p]``
-    rows (columns) enter the mode; a tie between modes takes the smaller position.
+    Argmax takes the first maximum (smaller index); counting winners with ``index_add``
+    and taking the first maximum count gives the smaller value on a tie between modes.
     """
-    weight = counted[:, None, :].expand_as(winners).float()
-    counts = torch.zeros_like(weight).scatter_add_(-1, winners, weight)  # [b, h, p]
-    top, mode = counts.max(-1)  # first maximum -> smaller value on ties
-    is_item = torch.gather(items.float()[:, None, :].expand_as(counts), -1, mode[..., None])
-    return top * is_item[..., 0] / counted.sum(-1, keepdim=True).clamp(min=1)
+    n_batch, n_pos = items.shape
+    n_heads = lines.shape[1]
+    winners = lines.argmax(-1)  # [line, h]
+    heads = torch.arange(n_heads, device=lines.device)
+    slot = (ls.b[:, None] * n_heads + heads) * n_pos + winners
+    counts = lines.new_zeros(n_batch * n_heads * n_pos)
+    counts.index_add_(0, slot.flatten(), ls.in_max[:, None].expand_as(winners).flatten().float())
+    top, mode = counts.view(n_batch, n_heads, n_pos).max(-1)
+    return top * items.gather(1, mode) / ls.n_max[:, None].clamp(min=1)
 
 
 def _kth_largest(lines: Tensor, k: Tensor, c: Tensor) -> Tensor:
-    """The ``K``-th largest candidate value of each line ``[b, h, p, :]``, as ``[b, h, p, 1]``.
+    """The ``K``-th largest candidate value of each line ``[line, h, :]``, as ``[line, h, 1]``.
 
-    ``lines`` holds candidates and ``-inf`` elsewhere; ``k`` / ``c`` ``[b, p]`` are ``K``
+    ``lines`` holds candidates and ``-inf`` elsewhere; ``k`` / ``c`` ``[line]`` are ``K``
     and the number of candidates. The ``K``-th largest is the ``(C - K + 1)``-th smallest,
     so one small ``topk`` suffices whichever of ``K`` and ``C - K + 1`` is small (idiom:
     ``K <= n``; literal: ``C - K + 1 <= n + 2``). Values only: ties do not matter here.
@@ -160,56 +246,73 @@ def _kth_largest(lines: Tensor, k: Tensor, c: Tensor) -> Tensor:
     k_small = int(torch.where(k > 0, c - k + 1, 0).max())
     if k_large <= k_small:
         vals, index = (
-            lines.topk(k_large, dim=-1, sorted=False).values.sort(-1, descending=True).values,
+            lines.topk(k_large, dim=-1).values,
             k - 1,
         )
     else:
         high = lines.nan_to_num(neginf=torch.inf)  # non-candidates last (one fused pass)
         vals, index = (
-            high.topk(k_small, dim=-1, largest=False, sorted=False).values.sort(-1).values,
+            high.topk(k_small, dim=-1, largest=False).values,
             c - k,
         )
-    index = index.clamp(0, vals.shape[-1] - 1)[:, None, :, None]  # [b, 1, p, 1]
+    index = index.clamp(0, vals.shape[-1] - 1)[:, None, None]  # [line, 1, 1]
     return vals.gather(-1, index.expand(*vals.shape[:-1], 1))
 
 
 def _tie_hits(lines: Tensor, t: Tensor, items: Tensor, k: Tensor, todo: Tensor) -> Tensor:
-    """Exact top-``K`` item counts for the ``todo`` lines (``[b, h, p]`` mask) whose
+    """Exact top-``K`` item counts for the ``todo`` lines (``[line, h]`` mask) whose
     ``K``-th value is tied: all candidates above ``t``, then ties by increasing index."""
-    b, h, p = todo.nonzero(as_tuple=True)
-    vals, thr = lines[b, h, p], t[b, h, p]  # [n, pos], [n, 1]
+    i, h = todo.nonzero(as_tuple=True)
+    vals, thr = lines[i, h], t[i, h]  # [m, pos], [m, 1]
     above = vals > thr
-    need = k[b, p][:, None] - above.sum(-1, keepdim=True)
+    need = k[i][:, None] - above.sum(-1, keepdim=True)
     tie = vals == thr
     chosen = above | (tie & (tie.cumsum(-1) <= need))
-    return (chosen & items[b]).sum(-1)
+    return (chosen & items[i]).sum(-1)
 
 
-def _topk_fraction(lines: Tensor, items: Tensor, k: Tensor, c: Tensor) -> Tensor:
-    """Mean over scored lines of the fraction of their top-``K`` candidates in ``items``.
+def _single_hits(lines: Tensor, ls: LineSet) -> Tensor:
+    """Top-``K`` item counts ``[n_single, h]`` of the lines with one non-item candidate.
 
-    ``lines [b, h, p, :]`` are rows of a pattern (candidates: keys) or, transposed, its
-    columns (candidates: queries), with ``-inf`` for non-candidates. A line with
-    ``K = k[b, p] > 0`` takes its top-``K`` candidates (value descending, smaller index
-    first on ties); lines with ``K = 0`` are not scored. Returns ``[b, h]``.
-
-    Every candidate strictly above the ``K``-th largest value ``t`` is in the top-``K``;
-    of the candidates equal to ``t``, the ones with the smallest indices fill the rest
-    (handled exactly, and only for the lines where such a tie straddles the cut).
+    The top-``K`` is every candidate but the worst (smallest value; on ties the larger
+    index is worse), so it holds ``K`` items unless the worst is an item, then ``K - 1``.
+    The non-item ``j`` is not the worst iff some candidate is worse than it.
     """
-    if int(k.max()) == 0:
-        return lines.new_zeros(lines.shape[:2])
-    t = _kth_largest(lines, k, c)
-    k_b = k[:, None, :]  # [b, 1, p]
-    scored = k_b > 0
-    at_least = (lines >= t).to(lines.dtype)
-    # one batched matmul counts, per line, the members and all candidates >= t
-    weights = torch.stack([items.to(lines.dtype), torch.ones_like(lines[:, 0, 0])], -1)
-    hits, n_at_least = (at_least @ weights[:, None]).unbind(-1)  # [b, h, p] each
-    straddle = (n_at_least != k_b) & scored
-    if bool(straddle.any()):
-        hits[straddle] = _tie_hits(lines, t, items, k, straddle).to(hits.dtype)
-    return _set_mean(hits / k_b.clamp(min=1), scored, -1)
+    single = slice(ls.n_ranked, ls.n_ranked + ls.n_single)
+    j = ls.odd[:, None, None]  # [m, 1, 1]
+    value = lines.gather(-1, j.expand(-1, lines.shape[1], 1))  # [m, h, 1]
+    after = torch.arange(lines.shape[-1], device=lines.device) > j  # [m, 1, pos]
+    worse = torch.where(after, lines <= value, lines < value) & ls.cand[single, None]
+    return ls.k[single, None] - worse.any(-1).to(lines.dtype)
+
+
+def _topk_fraction(lines: Tensor, ls: LineSet, items: Tensor) -> Tensor:
+    """Mean over each example's scored lines of the fraction of their top-``K``
+    candidates that are items (``[b, h]``).
+
+    A line with ``K > 0`` takes its top-``K`` candidates (value descending, smaller index
+    first on ties). Every candidate strictly above the ``K``-th largest value ``t`` is in
+    the top-``K``; of the candidates equal to ``t``, the ones with the smallest indices
+    fill the rest (handled exactly, and only for the lines where such a tie straddles the
+    cut). Lines with one or no non-item candidate need no top-K (see :class:`LineSet`).
+    """
+    fraction = (ls.k > 0).to(lines.dtype)[:, None].expand(-1, lines.shape[1]).clone()
+    m, m1 = ls.n_ranked, ls.n_single
+    if m:
+        ranked, k = lines[:m], ls.k[:m]
+        t = _kth_largest(ranked, k, ls.c[:m])
+        line_items = items[ls.b[:m]]  # [m, pos]
+        at_least = (ranked >= t).to(lines.dtype)
+        # one batched matmul counts, per line, the members and all candidates >= t
+        weights = torch.stack([line_items, torch.ones_like(line_items)], -1).to(lines.dtype)
+        hits, n_at_least = torch.bmm(at_least, weights).unbind(-1)  # [m, h] each
+        straddle = n_at_least != k[:, None]
+        if bool(straddle.any()):
+            hits[straddle] = _tie_hits(ranked, t, line_items, k, straddle).to(hits.dtype)
+        fraction[:m] = hits / k[:, None]
+    if m1:
+        fraction[m : m + m1] = _single_hits(lines[m : m + m1], ls) / ls.k[m : m + m1, None]
+    return _per_example_mean(fraction, ls, ls.k > 0, ls.n_phrase)
 
 
 def attention_features(
@@ -221,16 +324,16 @@ def attention_features(
     cells, rows and columns each feature reads (see :class:`ScoringLayout`).
     """
     pattern = pattern.float()
-    masked = pattern.masked_fill(~layout.valid[:, None], -torch.inf)  # candidates, -inf else
-    columns = masked.transpose(-1, -2).contiguous()  # [b, h, k, q]: each column as a row
     mean, neg_std = _mean_neg_std(pattern, layout.pairs)
-    max_feat = 0.5 * (  # argmax: first maximum -> smaller index on ties
-        _mode_fraction(masked.argmax(-1), layout.max_rows, layout.items)
-        + _mode_fraction(columns.argmax(-1), layout.max_cols, layout.items)
+    rows = layout.rows.gather(pattern, "row")  # [line, h, key]
+    cols = layout.cols.gather(pattern, "col")  # [line, h, query]
+    max_feat = 0.5 * (
+        _mode_fraction(rows, layout.rows, layout.items)
+        + _mode_fraction(cols, layout.cols, layout.items)
     )
     phrase = 0.5 * (
-        _topk_fraction(masked, layout.items, layout.k_rows, layout.c_rows)
-        + _topk_fraction(columns, layout.items, layout.k_cols, layout.c_cols)
+        _topk_fraction(rows, layout.rows, layout.items)
+        + _topk_fraction(cols, layout.cols, layout.items)
     )
     return torch.stack([mean, neg_std, max_feat, phrase], dim=-1)
 
