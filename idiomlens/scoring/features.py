@@ -72,10 +72,11 @@ class LineSet:
     its ``N = C - K`` other candidates, and lines come in three groups, in this order:
 
     - ``n_ranked`` lines with ``K > 0`` and ``N >= 2``: a top-``K`` selection;
-    - ``n_single`` lines with ``K > 0`` and ``N = 1`` (rows before the idiom, whose one
-      non-literal candidate is BOS; idiom columns of an idiom followed by one token):
-      the top-``K`` drops exactly the worst candidate, so only whether the non-item
-      ``odd`` is the worst matters;
+    - ``n_single`` lines with ``K > 0`` and ``N = 1`` (for the literal score, the rows
+      before the idiom, whose other candidate is BOS; for the idiom score, the idiom's
+      columns when one token, such as a full stop, follows it): the top-``K`` drops
+      exactly the worst candidate, so only whether the non-item ``odd`` is the worst
+      matters;
     - the rest: ``K = 0`` (in ``max`` only) or ``N = 0`` (the top-``K`` is every
       candidate, all items: fraction 1).
 
@@ -193,11 +194,11 @@ def _set_mean(values: Tensor, counted: Tensor, dim: int) -> Tensor:
     return total / counted.sum(dim).clamp(min=1)
 
 
-def _per_example_mean(values: Tensor, lines: LineSet, weight: Tensor, count: Tensor) -> Tensor:
+def _per_example_mean(values: Tensor, ls: LineSet, weight: Tensor, count: Tensor) -> Tensor:
     """``[batch, head]`` sum over each example's lines of ``values [line, head]`` where
     ``weight [line]``, divided by ``count [batch]`` (an empty set gives 0)."""
     total = values.new_zeros(count.shape[0], values.shape[1])
-    total.index_add_(0, lines.b, torch.where(weight[:, None], values, 0.0))
+    total.index_add_(0, ls.b, torch.where(weight[:, None], values, 0.0))
     return total / count[:, None].clamp(min=1)
 
 
