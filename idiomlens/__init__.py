@@ -37,6 +37,7 @@ _EXPORTS: dict[str, str] = {
     "demo_corpus": "idiomlens.data",
     # scoring
     "score_heads": "idiomlens.scoring",
+    "score_heads_both": "idiomlens.scoring",
     "HeadScores": "idiomlens.scoring",
     "detect_heads": "idiomlens.scoring",
     "HeadDetection": "idiomlens.scoring",

@@ -4,7 +4,7 @@ Offline end to end (no Hub access): the demo model (``load_model("idiomlens-demo
 trained by :mod:`idiomlens.training.small`) and the demo corpus
 (:func:`idiomlens.demo_corpus`). On the figurative sentences it runs
 
-1. :func:`~idiomlens.score_heads` with ``kind="idiom"`` and ``kind="literal"``;
+1. :func:`~idiomlens.score_heads_both` (idiom and literal scores, one forward pass);
 2. :func:`~idiomlens.detect_heads` with the ``idiom_to_idiom`` mask (attention from idiom
    tokens to earlier idiom tokens, BOS and the diagonal excluded, marked rows only) —
    the candidate *idiom heads* are the top ``n_top`` heads by this score;
@@ -38,7 +38,7 @@ from .attribution import direct_logit_attribution
 from .data.demo import DEMO_SPLITS, demo_corpus
 from .interventions import ablate_heads, idiom_awareness
 from .models import DEMO_MODEL_NAME, load_model
-from .scoring import detect_heads, score_heads
+from .scoring import detect_heads, score_heads_both
 from .viz.report import Report
 
 __all__ = ["run_demo", "demo_conditions"]
@@ -95,8 +95,8 @@ def _analyse(model: Any, n_top: int, seed: int, progress: bool) -> dict[str, Any
     """Run every analysis; returns the results by output folder name."""
     fig = demo_corpus("figurative")
     res: dict[str, Any] = {}
-    for kind in ("idiom", "literal"):
-        res[f"{kind}_scores"] = score_heads(model, fig, kind=kind, progress=progress)
+    for kind, scores in score_heads_both(model, fig, progress=progress).items():
+        res[f"{kind}_scores"] = scores
     res["idiom_attention"] = detect_heads(
         model,
         fig,

@@ -46,10 +46,12 @@ from ..data.batching import Batch
 __all__ = [
     "FEATURE_NAMES",
     "KINDS",
+    "LineSet",
     "ScoringLayout",
     "attention_features",
     "contribution_feature",
     "head_output_share",
+    "item_mean",
     "output_gram",
     "head_features",
 ]
@@ -361,14 +363,20 @@ def head_output_share(
     return torch.where(total > 0, norm / total.clamp(min=torch.finfo(norm.dtype).tiny), 0.0)
 
 
+def item_mean(
+    share: Float[Tensor, "batch pos head_index"], layout: ScoringLayout
+) -> Float[Tensor, "batch head_index"]:
+    """Mean of ``share`` over each example's item positions (empty set -> 0)."""
+    return _set_mean(share, layout.items[:, :, None], 1)
+
+
 def contribution_feature(
     z: Float[Tensor, "batch pos head_index d_head"],
     gram: Float[Tensor, "head_index d_head d_head"],
     layout: ScoringLayout,
 ) -> Float[Tensor, "batch head_index"]:
     """Mean over the item positions of each head's output share (empty set -> 0)."""
-    share = head_output_share(z, gram)
-    return _set_mean(share, layout.items[:, :, None], 1)
+    return item_mean(head_output_share(z, gram), layout)
 
 
 def head_features(

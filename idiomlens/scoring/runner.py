@@ -27,7 +27,8 @@ from .features import (
     KINDS,
     ScoringLayout,
     attention_features,
-    contribution_feature,
+    head_output_share,
+    item_mean,
     output_gram,
 )
 from .result import HeadScores
@@ -75,41 +76,42 @@ MAX_PATTERN_CELLS = 2**26
 
 
 def _pattern_hook(
-    pattern: Tensor, hook: Any, *, out: Tensor, slot: int, layout, max_cells: int
+    pattern: Tensor, hook: Any, *, out: dict[str, Tensor], slot: int, layouts, max_cells: int
 ) -> None:
     b, n_heads, q, k = pattern.shape
     step = max(1, max_cells // (b * q * k))
     for h0 in range(0, n_heads, step):  # one chunk unless the sentences are very long
-        out[:, slot, h0 : h0 + step, :4] = attention_features(pattern[:, h0 : h0 + step], layout)
+        chunk = pattern[:, h0 : h0 + step]
+        for kind, layout in layouts.items():
+            out[kind][:, slot, h0 : h0 + step, :4] = attention_features(chunk, layout)
 
 
-def _z_hook(z: Tensor, hook: Any, *, out: Tensor, slot: int, layout, gram: Tensor) -> None:
-    out[:, slot, :, 4] = contribution_feature(z, gram, layout)
+def _z_hook(z: Tensor, hook: Any, *, out: dict[str, Tensor], slot: int, layouts, gram) -> None:
+    share = head_output_share(z, gram)  # [batch, pos, head], shared by both kinds
+    for kind, layout in layouts.items():
+        out[kind][:, slot, :, 4] = item_mean(share, layout)
 
 
 def _score_batch(
     model: Any,
     batch: Batch,
-    kind: str,
+    kinds: tuple[str, ...],
     layers: tuple[int, ...],
     grams: list[Tensor],
     max_cells: int = MAX_PATTERN_CELLS,
-) -> Tensor:
-    """Features ``[batch, len(layers), head, 5]`` of one batch (float32)."""
-    layout = ScoringLayout.from_batch(batch, kind)
-    out = torch.zeros(
-        batch.size, len(layers), model.cfg.n_heads, len(FEATURE_NAMES), device=batch.tokens.device
-    )
+) -> dict[str, Tensor]:
+    """Features ``[batch, len(layers), head, 5]`` of one batch per kind (float32), from
+    one forward pass."""
+    layouts = {kind: ScoringLayout.from_batch(batch, kind) for kind in kinds}
+    shape = (batch.size, len(layers), model.cfg.n_heads, len(FEATURE_NAMES))
+    out = {kind: torch.zeros(shape, device=batch.tokens.device) for kind in kinds}
     hooks = []
     for slot, layer in enumerate(layers):
-        hooks.append(
-            (
-                pattern_hook(layer),
-                partial(_pattern_hook, out=out, slot=slot, layout=layout, max_cells=max_cells),
-            )
+        on_pattern = partial(
+            _pattern_hook, out=out, slot=slot, layouts=layouts, max_cells=max_cells
         )
-        z_fn = partial(_z_hook, out=out, slot=slot, layout=layout, gram=grams[slot])
-        hooks.append((z_hook(layer), z_fn))
+        on_z = partial(_z_hook, out=out, slot=slot, layouts=layouts, gram=grams[slot])
+        hooks += [(pattern_hook(layer), on_pattern), (z_hook(layer), on_z)]
     # hook_z of the last layer is the last value needed: skip its W_O, MLP and the rest
     run_hooks_until(model, batch.tokens, hooks, z_hook(layers[-1]), **batch.forward_kwargs())
     return out
@@ -134,7 +136,8 @@ def score_heads(
         corpus: an :class:`~idiomlens.IdiomCorpus` / iterable of examples (aligned with
             the model's tokenizer) or a list of already aligned examples.
         kind: ``"idiom"`` (features over the idiom span ``I``) or ``"literal"`` (over
-            the literal set ``L``), as in METHODS.md.
+            the literal set ``L``), as in METHODS.md. For both, use
+            :func:`score_heads_both`, which shares one forward pass.
         batch_size: at most this many examples per forward pass.
         batch_tokens: padded-token budget per batch (default 8192); an example longer
             than the budget runs alone.
@@ -158,10 +161,54 @@ def score_heads(
     """
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {KINDS}, got {kind!r}")
+    return _score(
+        model,
+        corpus,
+        (kind,),
+        batch_size=batch_size,
+        batch_tokens=batch_tokens,
+        padding_side=padding_side,
+        layers=layers,
+        progress=progress,
+        max_pattern_cells=max_pattern_cells,
+    )[kind]
+
+
+def score_heads_both(model: Any, corpus: Iterable[Any], **kwargs: Any) -> dict[str, HeadScores]:
+    """``{"idiom": ..., "literal": ...}`` from one forward pass per batch.
+
+    Takes the keyword arguments of :func:`score_heads` (except ``kind``); each result
+    equals the one :func:`score_heads` gives for its kind.
+
+    >>> from idiomlens.models import tiny_model
+    >>> from idiomlens.data import IdiomExample
+    >>> both = score_heads_both(tiny_model(), [IdiomExample("a", "He spilled the beans.", (3, 20))],
+    ...                         progress=False)
+    >>> sorted(both), both["literal"].kind
+    (['idiom', 'literal'], 'literal')
+    """
+    if "kind" in kwargs:
+        raise TypeError("score_heads_both computes both kinds; drop kind=")
+    return _score(model, corpus, KINDS, **kwargs)
+
+
+def _score(
+    model: Any,
+    corpus: Iterable[Any],
+    kinds: tuple[str, ...],
+    *,
+    batch_size: int | None = None,
+    batch_tokens: int | None = None,
+    padding_side: str = "right",
+    layers: Sequence[int] | None = None,
+    progress: bool = True,
+    max_pattern_cells: int = MAX_PATTERN_CELLS,
+) -> dict[str, HeadScores]:
     aligned = as_aligned(corpus, model)
     layer_ids = check_layers(model, layers)
     grams = [output_gram(model.blocks[layer].attn.W_O.detach()) for layer in layer_ids]
-    features = torch.zeros(len(aligned), len(layer_ids), model.cfg.n_heads, len(FEATURE_NAMES))
+    shape = (len(aligned), len(layer_ids), model.cfg.n_heads, len(FEATURE_NAMES))
+    features = {kind: torch.zeros(shape) for kind in kinds}
     batches = iter_batches(
         aligned,
         batch_tokens=batch_tokens,
@@ -169,31 +216,29 @@ def score_heads(
         padding_side=padding_side,
         device=model.cfg.device,
     )
+    desc = f"{' + '.join(kinds)} scores"
     with (
         torch.inference_mode(),
-        tqdm(total=len(aligned), disable=not progress, desc=f"{kind} scores", unit="ex") as bar,
+        tqdm(total=len(aligned), disable=not progress, desc=desc, unit="ex") as bar,
     ):
         for batch in batches:
-            features[batch.indices.cpu()] = _score_batch(
-                model, batch, kind, layer_ids, grams, max_pattern_cells
-            ).cpu()
+            out = _score_batch(model, batch, kinds, layer_ids, grams, max_pattern_cells)
+            index = batch.indices.cpu()
+            for kind in kinds:
+                features[kind][index] = out[kind].cpu()
             bar.update(batch.size)
-    meta = _meta(model, aligned, kind, padding_side, batch_size, batch_tokens)
-    return HeadScores(
-        ids=tuple(ex.id for ex in aligned),
-        features=features,
-        scores=torch.sigmoid(features.sum(-1)),
-        feature_names=FEATURE_NAMES,
-        kind=kind,
-        layers=layer_ids,
-        meta=meta,
-    )
-
-
-def score_heads_both(model: Any, corpus: Iterable[Any], **kwargs: Any) -> dict[str, HeadScores]:
-    """``{"idiom": ..., "literal": ...}``, aligning the corpus once."""
-    aligned = as_aligned(corpus, model)
-    return {kind: score_heads(model, aligned, kind=kind, **kwargs) for kind in KINDS}
+    return {
+        kind: HeadScores(
+            ids=tuple(ex.id for ex in aligned),
+            features=features[kind],
+            scores=torch.sigmoid(features[kind].sum(-1)),
+            feature_names=FEATURE_NAMES,
+            kind=kind,
+            layers=layer_ids,
+            meta=_meta(model, aligned, kind, padding_side, batch_size, batch_tokens),
+        )
+        for kind in kinds
+    }
 
 
 def _meta(model, aligned, kind, padding_side, batch_size, batch_tokens) -> dict[str, Any]:  # type: ignore[no-untyped-def]

@@ -7,7 +7,7 @@ import torch
 
 from idiomlens.data import AlignedExample, AlignmentError
 from idiomlens.models import tiny_model
-from idiomlens.scoring import HeadScores, score_heads
+from idiomlens.scoring import HeadScores, score_heads, score_heads_both
 from idiomlens.scoring.features import FEATURE_NAMES
 
 from .conftest import synthetic
@@ -105,3 +105,28 @@ def test_memory_bounds_do_not_change_results(model, edge_aligned, kind):
     chunked = score_heads(model, edge_aligned, kind=kind, max_pattern_cells=1, progress=False)
     torch.testing.assert_close(small.features, big.features, atol=1e-5, rtol=0)
     torch.testing.assert_close(chunked.features, big.features, atol=0, rtol=0)
+
+
+def test_both_kinds_from_one_forward_equal_separate_runs(rotary_model):
+    aligned = synthetic(10, seed=11, max_len=20)
+    calls = []
+    handle = rotary_model.blocks[0].attn.hook_pattern.register_forward_hook(
+        lambda *args: calls.append(1)
+    )
+    try:
+        both = score_heads_both(rotary_model, aligned, progress=False, batch_tokens=64)
+        n_batched = len(calls)
+        calls.clear()
+        separate = {
+            kind: score_heads(rotary_model, aligned, kind=kind, progress=False, batch_tokens=64)
+            for kind in ("idiom", "literal")
+        }
+    finally:
+        handle.remove()
+    assert n_batched * 2 == len(calls)  # one forward per batch instead of one per kind
+    for kind, res in separate.items():
+        assert both[kind].kind == kind and both[kind].ids == res.ids
+        torch.testing.assert_close(both[kind].features, res.features, atol=0, rtol=0)
+        assert both[kind].meta == res.meta
+    with pytest.raises(TypeError, match="drop kind"):
+        score_heads_both(rotary_model, aligned, kind="idiom")
