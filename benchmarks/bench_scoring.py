@@ -6,7 +6,8 @@ Data: ``--n`` synthetic aligned sentences (random tokens, lengths 15-60, random 
 
 Printed, all measured in this one run on the same machine:
 
-- examples/s of ``score_heads`` (idiom and literal);
+- examples/s of ``score_heads`` (idiom and literal), and the time of
+  ``score_heads_both`` (both kinds from one forward pass) against the two separate runs;
 - its cost relative to a bare forward over the *same* padded batches with the same
   ``stop_at_layer`` (target <= 2x, goal 1.25x). ``score_heads`` stops the forward right
   after the last layer's ``hook_z``, skipping that block's output projection and MLP, so
@@ -40,7 +41,7 @@ from transformer_lens import HookedTransformer, HookedTransformerConfig  # noqa:
 from idiomlens.data import AlignedExample, iter_batches  # noqa: E402
 from idiomlens.models.partial import run_hooks_until  # noqa: E402
 from idiomlens.models.sites import z_hook  # noqa: E402
-from idiomlens.scoring import score_heads  # noqa: E402
+from idiomlens.scoring import score_heads, score_heads_both  # noqa: E402
 from tests.scoring.naive_reference import (  # noqa: E402
     idiom_features,
     literal_features,
@@ -189,6 +190,7 @@ def main() -> None:
             "bare_z": bare_to_z,
             "idiom": lambda: score_heads(model, data, kind="idiom", **kw),
             "literal": lambda: score_heads(model, data, kind="literal", **kw),
+            "both": lambda: score_heads_both(model, data, **kw),
         },
         args.repeats,
     )
@@ -204,6 +206,10 @@ def main() -> None:
             f"ratio to bare {t[kind] / t_bare:.2f}x  (to the hook_z forward: "
             f"{t[kind] / t['bare_z']:.2f}x)"
         )
+    print(
+        f"score_heads_both (one forward for both kinds): {t['both']:.3f}s, "
+        f"{t['both'] / (t['idiom'] + t['literal']):.2f} of the two separate runs"
+    )
 
     subset = data[: args.naive_n]
     per_ex = {}
