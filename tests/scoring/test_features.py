@@ -123,3 +123,33 @@ def test_share_matches_direct_norm():
 def test_bad_kind():
     with pytest.raises(ValueError, match="kind"):
         ScoringLayout.from_batch(make_batch([example("x", 4, (1, 2))]), "figurative")
+
+
+@pytest.mark.parametrize("kind", ["idiom", "literal"])
+def test_random_layouts_match_naive(kind):
+    """Many random lengths and spans, BOS or not, tie-heavy and tie-free patterns in one
+    batch: every line group (top-K, one other candidate, none) meets the reference."""
+    gen = torch.Generator().manual_seed(17 if kind == "idiom" else 18)
+    cases = []
+    for _ in range(40):
+        p0 = int(torch.randint(0, 2, (1,), generator=gen))
+        T = int(torch.randint(p0 + 1, 16, (1,), generator=gen))
+        s = int(torch.randint(p0, T, (1,), generator=gen))
+        e = int(torch.randint(s, T, (1,), generator=gen))
+        cases.append((T, s, e, p0))
+    batch = make_batch([example(f"r{i}", T, (s, e), p0) for i, (T, s, e, p0) in enumerate(cases)])
+    ties = random_pattern(gen, batch.size, 2, batch.n_pos, ties=True)
+    smooth = random_pattern(gen, batch.size, 2, batch.n_pos, ties=False)
+    pattern = torch.cat([ties, smooth], dim=1)  # heads 0-1 tied, 2-3 not
+    layout = ScoringLayout.from_batch(batch, kind)
+    got = attention_features(pattern, layout)
+    lines = (layout.rows, layout.cols)
+    assert sum(ls.n_ranked for ls in lines) and sum(ls.n_single for ls in lines)
+    assert sum(len(ls.b) - ls.n_ranked - ls.n_single for ls in lines)  # no top-K needed
+    for b, (_, s, e, p0) in enumerate(cases):
+        block = real_block(pattern, batch, b)
+        for h in range(4):
+            want = NAIVE[kind](block[h].tolist(), s, e, p0)[:4]
+            torch.testing.assert_close(
+                got[b, h], torch.tensor(want), atol=1e-5, rtol=1e-5, msg=f"case {b}, head {h}"
+            )
