@@ -22,6 +22,9 @@ idiom.save(f"{out}/idiom")
 assert il.HeadScores.load(f"{out}/idiom").ids == idiom.ids
 idiom.plot(literal).write_html(f"{out}/idiom_vs_literal.html")
 
+# The top heads' attention on one sentence, idiom tokens marked (circuitsvis, offline).
+il.attention_view(model, corpus[0], idiom.top(3)).save(f"{out}/attention.html")
+
 # Which heads attend within the idiom (pattern-based detection, TransformerLens's "mul").
 detection = il.detect_heads(model, corpus, "idiom_to_idiom")
 print("idiom->idiom attention per head:\n", detection.mean())

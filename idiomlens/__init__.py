@@ -58,6 +58,8 @@ _EXPORTS: dict[str, str] = {
     "AwarenessResult": "idiomlens.interventions",
     # runs
     "run_analysis": "idiomlens.runs",
+    # viz
+    "attention_view": "idiomlens.viz.attention",
 }
 
 __all__ = sorted(_EXPORTS) + ["__version__"]

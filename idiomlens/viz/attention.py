@@ -1,0 +1,144 @@
+"""Interactive attention patterns of chosen heads on one example (circuitsvis, offline).
+
+``attention_view(model, example, heads)`` runs the model once (up to the last layer it
+needs), takes the chosen heads' patterns and renders them with circuitsvis's
+``attention_heads`` widget. Idiom tokens are shown as ``⟦token⟧``. The HTML inlines
+circuitsvis's JavaScript bundle (about 1.3 MB), so it works offline in a notebook or as a
+saved file; circuitsvis's own notebook display instead pings the internet first and then
+loads from a CDN.
+
+Needs the optional extra: ``pip install "idiomlens[viz]"``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from jaxtyping import Float
+from torch import Tensor
+
+from .._io import atomic_write_bytes
+from ..data.align import AlignedExample, align
+from ..data.example import IdiomExample
+from ..models.partial import run_hooks_until
+from ..models.sites import pattern_hook
+
+__all__ = ["AttentionView", "attention_view", "head_patterns"]
+
+#: Marks around idiom tokens in the token labels.
+IDIOM_MARKS = ("⟦", "⟧")
+
+
+@dataclass(frozen=True)
+class AttentionView:
+    """A rendered, self-contained attention view.
+
+    Attributes:
+        html: the widget's HTML with circuitsvis's JavaScript inlined (no network).
+        tokens: the token labels shown (idiom tokens marked ``⟦...⟧``).
+        head_names: ``"L{layer}H{head}"`` of each panel.
+    """
+
+    html: str
+    tokens: tuple[str, ...]
+    head_names: tuple[str, ...]
+
+    def _repr_html_(self) -> str:  # Jupyter display
+        return self.html
+
+    def save(self, path: str | Path) -> Path:
+        """Write a standalone HTML page (atomic) and return its path."""
+        page = (
+            '<!DOCTYPE html>\n<html><head><meta charset="utf-8"><title>attention: '
+            f"{', '.join(self.head_names)}</title></head><body>\n{self.html}\n</body></html>\n"
+        )
+        return atomic_write_bytes(path, page.encode("utf-8"))
+
+
+def _heads(heads: Iterable[Any]) -> list[tuple[int, int]]:
+    """``(layer, head)`` pairs; longer tuples (e.g. ``HeadScores.top`` rows) keep the first two."""
+    out: list[tuple[int, int]] = []
+    for item in heads:
+        try:
+            pair = (int(item[0]), int(item[1]))
+        except (TypeError, IndexError, ValueError):
+            raise ValueError(f"a head is (layer, head, ...), got {item!r}") from None
+        if pair not in out:
+            out.append(pair)
+    if not out:
+        raise ValueError("no heads given")
+    return out
+
+
+def head_patterns(
+    model: Any, tokens: Sequence[int], heads: Iterable[Any]
+) -> Float[Tensor, "head query_pos key_pos"]:
+    """The attention patterns of ``heads`` on one token sequence (float32, CPU).
+
+    The forward stops right after the last needed layer's pattern.
+
+    >>> from idiomlens.models import tiny_model
+    >>> head_patterns(tiny_model(), [0, 5, 6], [(1, 2), (0, 0)]).shape
+    torch.Size([2, 3, 3])
+    """
+    pairs = _heads(heads)
+    cfg = model.cfg
+    for layer, head in pairs:
+        if not (0 <= layer < cfg.n_layers and 0 <= head < cfg.n_heads):
+            raise ValueError(
+                f"head L{layer}H{head} is not in this model ({cfg.n_layers} layers x "
+                f"{cfg.n_heads} heads)"
+            )
+    layers = sorted({layer for layer, _ in pairs})
+    store: dict[int, Tensor] = {}
+
+    def keep(pattern: Tensor, hook: Any) -> None:
+        store[hook.layer()] = pattern[0].detach().float().cpu()
+
+    ids = torch.tensor([list(tokens)], device=cfg.device)
+    hooks = [(pattern_hook(layer), keep) for layer in layers]
+    with torch.inference_mode():
+        run_hooks_until(model, ids, hooks, pattern_hook(layers[-1]))
+    return torch.stack([store[layer][head] for layer, head in pairs])
+
+
+def attention_view(
+    model: Any, example: IdiomExample | AlignedExample, heads: Iterable[Any]
+) -> AttentionView:
+    """Interactive attention patterns of ``heads`` on ``example``, idiom tokens marked.
+
+    Args:
+        model: a ``HookedTransformer`` with a tokenizer (for the token labels).
+        example: an :class:`~idiomlens.IdiomExample` (aligned here exactly as
+            :func:`~idiomlens.score_heads` aligns it) or an already aligned example.
+        heads: ``(layer, head)`` pairs, or rows of :meth:`HeadScores.top`.
+
+    Returns:
+        :class:`AttentionView`: displays itself in Jupyter; ``.save(path)`` writes a page.
+
+    Raises:
+        ImportError: circuitsvis is missing (install ``idiomlens[viz]``).
+        ValueError: a head outside the model, or no heads.
+    """
+    try:
+        from circuitsvis.attention import attention_heads
+    except ImportError:
+        raise ImportError(
+            'attention_view needs circuitsvis: pip install "idiomlens[viz]"'
+        ) from None
+    if isinstance(example, IdiomExample):
+        example = align([example], model)[0]
+    pairs = _heads(heads)
+    patterns = head_patterns(model, example.tokens, pairs)
+    s, e = example.span
+    labels = []
+    for pos, token in enumerate(example.tokens):
+        text = model.tokenizer.decode([token])
+        labels.append(f"{IDIOM_MARKS[0]}{text}{IDIOM_MARKS[1]}" if s <= pos <= e else text)
+    names = [f"L{layer}H{head}" for layer, head in pairs]
+    rendered = attention_heads(patterns, labels, attention_head_names=names, mask_upper_tri=True)
+    return AttentionView(html=rendered.local_src, tokens=tuple(labels), head_names=tuple(names))
