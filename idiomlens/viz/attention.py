@@ -24,6 +24,7 @@ from torch import Tensor
 from .._io import atomic_write_bytes
 from ..data.align import AlignedExample, align
 from ..data.example import IdiomExample
+from ..interventions.specs import normalize_heads
 from ..models.partial import run_hooks_until
 from ..models.sites import pattern_hook
 
@@ -59,19 +60,14 @@ class AttentionView:
         return atomic_write_bytes(path, page.encode("utf-8"))
 
 
-def _heads(heads: Iterable[Any]) -> list[tuple[int, int]]:
-    """``(layer, head)`` pairs; longer tuples (e.g. ``HeadScores.top`` rows) keep the first two."""
-    out: list[tuple[int, int]] = []
-    for item in heads:
-        try:
-            pair = (int(item[0]), int(item[1]))
-        except (TypeError, IndexError, ValueError):
-            raise ValueError(f"a head is (layer, head, ...), got {item!r}") from None
-        if pair not in out:
-            out.append(pair)
-    if not out:
+def _heads(heads: Iterable[Any]) -> tuple[tuple[int, int], ...]:
+    """``(layer, head)`` pairs; longer rows (e.g. ``HeadScores.top``'s) keep their first two."""
+    pairs = normalize_heads(
+        [tuple(item)[:2] if isinstance(item, (tuple, list)) else item for item in heads]
+    )
+    if not pairs:
         raise ValueError("no heads given")
-    return out
+    return pairs
 
 
 def head_patterns(
