@@ -198,10 +198,16 @@ def _set_mean(values: Tensor, counted: Tensor, dim: int) -> Tensor:
 
 def _per_example_mean(values: Tensor, ls: LineSet, weight: Tensor, count: Tensor) -> Tensor:
     """``[batch, head]`` sum over each example's lines of ``values [line, head]`` where
-    ``weight [line]``, divided by ``count [batch]`` (an empty set gives 0)."""
-    total = values.new_zeros(count.shape[0], values.shape[1])
-    total.index_add_(0, ls.b, torch.where(weight[:, None], values, 0.0))
-    return total / count[:, None].clamp(min=1)
+    ``weight [line]``, divided by ``count [batch]`` (an empty set gives 0).
+
+    Lines are unique per ``(example, position)``, so they are scattered into a dense
+    ``[batch, head, pos]`` block and summed along ``pos``: the same additions in the same
+    order on every device and for any number of heads (an ``index_add`` would use float
+    atomics on CUDA).
+    """
+    dense = values.new_zeros(count.shape[0], values.shape[1], ls.cand.shape[-1])
+    dense[ls.b, :, ls.p] = torch.where(weight[:, None], values, 0.0)
+    return dense.sum(-1) / count[:, None].clamp(min=1)
 
 
 def _mean_neg_std(pattern: Tensor, pairs: Tensor) -> tuple[Tensor, Tensor]:
