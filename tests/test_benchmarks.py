@@ -1,0 +1,34 @@
+"""The benchmark scripts still run (tiny sizes; no timing is asserted: figures are noise)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+CASES = {
+    "bench_scoring.py": (
+        ["--n", "12", "--naive-n", "1", "--repeats", "1", "--threads", "1"],
+        ["ratio to bare", "thesis-style naive loop", "naive loop with list copies"],
+    ),
+    "bench_runs.py": (["--n", "40", "--chunk-size", "10"], ["reuse/first", "resume/first"]),
+}
+
+
+@pytest.mark.parametrize("script", list(CASES))
+def test_benchmark_runs(script):
+    args, expected = CASES[script]
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / script), *args],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    for text in expected:
+        assert text in done.stdout
