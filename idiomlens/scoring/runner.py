@@ -1,10 +1,11 @@
 """``score_heads``: stream a corpus through the model, scoring every head inside hooks.
 
 For each padded batch the model runs once, up to the last scored layer's ``hook_z``
-(:func:`~idiomlens.models.partial.run_hooks_until`); a hook on each layer's ``hook_pattern`` reduces the pattern to the
-four attention features and a hook on ``hook_z`` to the output-share feature, both in
-float32, and nothing else is kept. Batches are sized by a token budget, so memory is
-bounded by the longest sentence, not the corpus.
+(:func:`~idiomlens.models.partial.run_hooks_until`). A hook on each layer's
+``hook_pattern`` reduces the pattern to the four attention features and a hook on
+``hook_z`` to the output-share feature, both in float32, and nothing else is kept; the
+idiom and literal scores can share the pass (:func:`score_heads_both`). Batches are
+sized by a token budget, so memory is bounded by the longest sentence, not the corpus.
 """
 
 from __future__ import annotations
