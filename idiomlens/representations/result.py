@@ -72,7 +72,7 @@ class Representations:
         ids: Sequence[str],
         site: str,
         pool: str,
-        labels: Mapping[str, Sequence[Any]] | None = None,
+        labels: Mapping[str, Sequence[Any]] | Sequence[Any] | None = None,
         meta: Mapping[str, Any] | None = None,
         tensors: Mapping[int, Tensor] | None = None,
         root: str | Path | None = None,
