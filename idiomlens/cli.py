@@ -268,7 +268,46 @@ def _load_corpus(args: argparse.Namespace) -> Any:
     return corpus
 
 
+def _request(args: argparse.Namespace, analysis: str, params: dict[str, Any]) -> str | None:
+    """The run's file-based request key, when a finished run may be served without
+    loading the model (see :mod:`idiomlens.runs.request`)."""
+    if args.no_resume or args.shard is not None or os.environ.get("WORLD_SIZE", "1") != "1":
+        return None
+    from idiomlens.runs.request import request_key
+
+    try:
+        return request_key(
+            analysis=analysis,
+            params=params,
+            model_source=args.model,
+            corpus=args.corpus,
+            split=args.split,
+            dtype=args.dtype,
+        )
+    except (OSError, TypeError, ValueError) as err:  # the full path reports bad input
+        log.debug("no fast cache lookup: %s", err)
+        return None
+
+
+def _report(args: argparse.Namespace, analysis: str, type_name: str, n_ids: int) -> None:
+    if args.shard is not None:
+        print(
+            f"shard {args.shard[0]}/{args.shard[1]} of {analysis} done in {args.out}; run without --shard to merge"
+        )
+    elif int(os.environ.get("RANK", "0")) == 0:
+        print(f"{type_name} ({n_ids} ids) in {args.out}")
+
+
 def _run(args: argparse.Namespace, analysis: str, params: dict[str, Any]) -> int:
+    from idiomlens.runs.request import lookup, remember
+
+    request = _request(args, analysis, params)
+    hit = lookup(args.out, request)
+    if hit is not None:  # finished before: no torch, no model
+        log.info("%s: the finished result in %s is reused", analysis, args.out)
+        _report(args, analysis, str(hit["result_type"]).rpartition(":")[2], int(hit["n_ids"]))
+        return 0
+
     from idiomlens.data import AlignmentError
     from idiomlens.runs import run_analysis
     from idiomlens.runs.distributed import shutdown_distributed
@@ -293,12 +332,11 @@ def _run(args: argparse.Namespace, analysis: str, params: dict[str, Any]) -> int
         raise UserError(f"{args.corpus}: {err}") from None
     finally:
         shutdown_distributed()
-    if args.shard is not None:
-        print(
-            f"shard {args.shard[0]}/{args.shard[1]} of {analysis} done in {args.out}; run without --shard to merge"
-        )
-    elif int(os.environ.get("RANK", "0")) == 0:
-        print(f"{type(result).__name__} ({len(result.ids)} ids) in {args.out}")
+    if result is not None:
+        remember(args.out, request)
+        _report(args, analysis, type(result).__name__, len(result.ids))
+    else:
+        _report(args, analysis, "", 0)
     return 0
 
 
