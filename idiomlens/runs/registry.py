@@ -22,7 +22,6 @@ that they equal the library's own tables (``scoring.detect.MASKS``,
 from __future__ import annotations
 
 import importlib
-import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -133,6 +132,8 @@ class Analysis:
 
     def accepts(self, param: str) -> bool:
         """Whether the function takes keyword ``param`` (or ``**kwargs``)."""
+        import inspect
+
         try:
             sig = inspect.signature(self.resolve())
         except (TypeError, ValueError):
