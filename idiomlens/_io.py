@@ -155,10 +155,11 @@ class Result:
         ``ids`` and the ``per_example`` tensors are concatenated. Every other field must
         agree across parts (tensors exactly); otherwise ``ValueError`` names the field.
         ``meta`` is merged by :func:`merge_meta`: ``n_examples`` is summed,
-        ``corpus_hash`` becomes the hash of the parts' hashes (in order), execution
-        settings that may differ between chunks (``batch_tokens``, ``batch_size``,
-        ``device``) keep their value when equal and become the list of distinct values
-        otherwise, and any other differing entry raises, naming it.
+        ``corpus_hash`` becomes the hash of the parts' hashes (in order), entries that may
+        differ between chunks (:data:`EXECUTION_META`: execution settings, names and
+        paths, at any depth) keep their value when equal and become the list of distinct
+        values otherwise, nested dicts are merged key by key, and any other differing
+        entry raises, naming it (``meta['kind']``).
         """
         if not parts:
             raise ValueError(f"cannot concatenate zero {cls.__name__} results")
@@ -178,8 +179,10 @@ class Result:
         return cls(**merged)
 
 
-#: ``meta`` entries that are execution settings: they may differ between merged parts.
-EXECUTION_META = ("batch_tokens", "batch_size", "device")
+#: ``meta`` entries (at any depth) that may differ between merged parts: execution
+#: settings, and names / paths (a resumed run may load the same weights from another
+#: folder; the run key, not ``meta``, guarantees they are the same weights).
+EXECUTION_META = ("batch_tokens", "batch_size", "device", "source", "model_name")
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -223,19 +226,25 @@ def merge_meta(metas: list[dict[str, Any]], *, what: str = "these") -> dict[str,
     """
     if len(metas) == 1:
         return dict(metas[0])
+    return _merge_dicts(metas, what, "meta", top=True)
+
+
+def _merge_dicts(metas: list[dict[str, Any]], what: str, where: str, top: bool) -> dict[str, Any]:
     keys = list(dict.fromkeys(k for m in metas for k in m))
     out: dict[str, Any] = {}
     for key in keys:
         values = [m.get(key) for m in metas]
-        if key == "n_examples":
+        if top and key == "n_examples":
             out[key] = sum(int(v or 0) for v in values)
-        elif key == "corpus_hash":
+        elif top and key == "corpus_hash":
             joined = "\n".join(str(v or "") for v in values)
             out[key] = hashlib.sha256(joined.encode()).hexdigest()
         elif key in EXECUTION_META:
             distinct = [v for i, v in enumerate(values) if v not in values[:i]]
             out[key] = distinct[0] if len(distinct) == 1 else distinct
+        elif all(isinstance(v, dict) for v in values):
+            out[key] = _merge_dicts(values, what, f"{where}[{key!r}]", top=False)
         else:
-            _check_agree(what, f"meta[{key!r}]", values)
+            _check_agree(what, f"{where}[{key!r}]", values)
             out[key] = values[0]
     return out

@@ -220,5 +220,14 @@ def test_concat_merges_meta_and_checks_what_is_shared():
         AblationResult.concat([a, b])
     with pytest.raises(ValueError, match="zero"):
         HeadScores.concat([])
+    # the same weights loaded from another folder (a resumed run): names may differ
+    model = {"source": "/a", "processing": None, "kind": "hooked_dir"}
+    a = head_scores(1, 0, "a", model_name="m1", model=model)
+    b = head_scores(1, 1, "b", model_name="m2", model={**model, "source": "/b"})
+    meta = HeadScores.concat([a, b]).meta
+    assert meta["model"]["source"] == ["/a", "/b"] and meta["model_name"] == ["m1", "m2"]
+    c = head_scores(1, 1, "b", model_name="m1", model={**model, "kind": "hf_checkpoint"})
+    with pytest.raises(ValueError, match=r"meta\['model'\]\['kind'\]"):
+        HeadScores.concat([a, c])
     merged = AwarenessResult.concat([awareness(), awareness()])
     assert merged.loss.shape == (6,) and merged.splits == ("fig", "lit")
