@@ -39,6 +39,7 @@ __all__ = ["run_analysis", "plan_chunks", "is_out_of_memory", "OutOfMemoryBudget
 
 log = logging.getLogger(__name__)
 
+
 class OutOfMemoryBudget(RuntimeError):
     """The analysis ran out of memory even at the smallest token budget."""
 
