@@ -42,6 +42,7 @@ _EXPORTS: dict[str, str] = {
     "detect_heads": "idiomlens.scoring",
     "HeadDetection": "idiomlens.scoring",
     "compare_scores": "idiomlens.scoring",
+    "ScoreComparison": "idiomlens.scoring",
     # attribution
     "direct_logit_attribution": "idiomlens.attribution",
     "DLAResult": "idiomlens.attribution",
@@ -56,6 +57,12 @@ _EXPORTS: dict[str, str] = {
     "make_patching_pairs": "idiomlens.interventions",
     "idiom_awareness": "idiomlens.interventions",
     "AwarenessResult": "idiomlens.interventions",
+    # results: head labels and rankings
+    "head_label": "idiomlens._heads",
+    "parse_head": "idiomlens._heads",
+    "Ranking": "idiomlens._heads",
+    "HeadRank": "idiomlens._heads",
+    "ComponentRank": "idiomlens._heads",
     # runs
     "run_analysis": "idiomlens.runs",
     # viz

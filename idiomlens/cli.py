@@ -1,12 +1,27 @@
 """The ``idiomlens`` command line (also ``python -m idiomlens`` and ``torchrun -m idiomlens``).
 
-Every analysis subcommand parses into the parameters the Python API takes and runs
-through :func:`idiomlens.runs.run_analysis`, so results are chunked, cached, resumable
-and shardable, and ``--out DIR`` holds the merged result (``HeadScores.load(DIR)``) next
-to ``spec.json``::
+Subcommands come from two registries, so adding one is one entry:
+
+- every analysis in :mod:`idiomlens.runs.registry` with a ``help`` line becomes
+  ``idiomlens NAME``, with the shared run options (``--model``, ``--corpus``, ``--out``,
+  ...) and the analysis's own :class:`~idiomlens.runs.registry.Option` entries (their
+  choices are the library's); it parses into the parameters the Python API takes and
+  runs through :func:`idiomlens.runs.run_analysis`, so results are chunked, cached,
+  resumable and shardable, and ``--out DIR`` holds the merged result
+  (``HeadScores.load(DIR)``) next to ``spec.json``;
+- every module in :data:`COMMAND_MODULES` exposing ``COMMAND = ("name", "help")``,
+  ``add_arguments(parser)`` and ``run(args) -> int`` becomes ``idiomlens name``. Its
+  ``COMMAND`` is read from the source without importing it, and the module is imported
+  only when its command runs, so ``idiomlens --help`` stays cheap whatever it imports.
+
+::
 
     idiomlens score --model idiomlens-demo --corpus sentences.jsonl --kind idiom --out runs/score
     torchrun --standalone --nproc_per_node 4 -m idiomlens score ... --out runs/score
+
+A finished run is answered from ``--out`` without importing torch or loading the model
+when the model is a local folder (or ``idiomlens-demo``): see
+:mod:`idiomlens.runs.request`.
 
 User mistakes (a missing file, an unknown model, a span outside its text, a sentence
 longer than the context, a bad option) print one line ``idiomlens: error: ...`` and exit
@@ -17,9 +32,11 @@ cheap: torch and the analyses are imported inside the commands.
 from __future__ import annotations
 
 import argparse
+import importlib
 import logging
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,14 +45,10 @@ __all__ = ["main", "build_parser", "UserError"]
 log = logging.getLogger("idiomlens.cli")
 
 DTYPES = ("float32", "float16", "bfloat16", "float64")
-DETECT_PATTERNS = (
-    "previous_token",
-    "duplicate_token",
-    "induction",
-    "idiom_to_idiom",
-    "literal_to_idiom",
-    "idiom_to_literal",
-)
+
+#: Modules that each add one subcommand: ``COMMAND = ("name", "one-line help")``,
+#: ``add_arguments(parser)`` and ``run(args) -> int`` (torch imported inside ``run``).
+COMMAND_MODULES: tuple[str, ...] = ("idiomlens.demo_command",)
 
 
 class UserError(Exception):
@@ -64,35 +77,29 @@ def _shard(text: str) -> tuple[int, int]:
         raise argparse.ArgumentTypeError(str(err)) from None
 
 
-def _head(text: str) -> tuple[int, int]:
-    """``"L.H"`` or ``"LxHy"`` style ``"L1H3"`` -> ``(layer, head)``."""
-    clean = (
-        text.upper().replace("L", "").replace("H", ".", 1) if text.upper().startswith("L") else text
-    )
-    try:
-        layer, head = (int(x) for x in clean.split("."))
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"a head is LAYER.HEAD (e.g. 1.3) or L1H3, got {text!r}"
-        ) from None
-    return layer, head
+def _argparse_type(fn: Callable[[str], Any]) -> Callable[[str], Any]:
+    """``fn`` with its ``ValueError`` message shown by argparse (not "invalid value")."""
+    if fn in (int, float, str, Path):
+        return fn
 
+    def parse(text: str) -> Any:
+        try:
+            return fn(text)
+        except ValueError as err:
+            raise argparse.ArgumentTypeError(str(err)) from None
 
-def _group(text: str) -> tuple[str, list[tuple[int, int]]]:
-    name, sep, heads = text.partition("=")
-    if not sep or not name:
-        raise argparse.ArgumentTypeError(f"a group is NAME=L.H,L.H,..., got {text!r}")
-    return name, [_head(h) for h in heads.split(",") if h]
+    parse.__name__ = getattr(fn, "__name__", "value")
+    return parse
 
 
 # ---- the parser ----------------------------------------------------------------------------
 
 
-def _common(parser: argparse.ArgumentParser, *, needs_model: bool = True) -> None:
+def _common(parser: argparse.ArgumentParser) -> None:
     g = parser.add_argument_group("run")
     g.add_argument(
         "--model",
-        required=needs_model,
+        required=True,
         help="any load_model source: idiomlens-demo, a saved folder, a HF checkpoint dir, a TransformerLens name",
     )
     g.add_argument(
@@ -124,82 +131,95 @@ def _common(parser: argparse.ArgumentParser, *, needs_model: bool = True) -> Non
     g.add_argument("-v", "--verbose", action="store_true", help="log progress details")
 
 
-def _add_commands(sub: Any) -> None:
-    p = sub.add_parser("score", help="idiom / literal head scores (HeadScores)")
+def _add_analysis(sub: Any, entry: Any) -> None:
+    p = sub.add_parser(entry.name, help=entry.help, description=entry.help)
     _common(p)
-    p.add_argument("--kind", choices=("idiom", "literal"), default="idiom")
-    p.add_argument("--layers", type=int, nargs="+", help="score only these layers")
-    p.set_defaults(func=cmd_score)
-
-    p = sub.add_parser("detect", help="pattern-based head detection (HeadDetection)")
-    _common(p)
-    p.add_argument("--pattern", choices=DETECT_PATTERNS, required=True)
-    p.add_argument("--rows", choices=("all", "marked"), default="all")
-    p.add_argument("--exclude-bos", action="store_true")
-    p.add_argument("--exclude-current-token", action="store_true")
-    p.add_argument("--layers", type=int, nargs="+")
-    p.set_defaults(func=cmd_detect)
-
-    p = sub.add_parser("dla", help="next-token direct logit attribution (DLAResult)")
-    _common(p)
-    p.set_defaults(func=cmd_dla)
-
-    p = sub.add_parser("ablate", help="head ablation on the last idiom word (AblationResult)")
-    _common(p)
-    p.add_argument(
-        "--heads", type=_head, nargs="+", default=[], metavar="L.H", help="one condition per head"
-    )
-    p.add_argument(
-        "--group",
-        type=_group,
-        action="append",
-        default=[],
-        metavar="NAME=L.H,...",
-        help="a named group of heads (repeatable)",
-    )
-    p.add_argument("--kind", choices=("zero", "mean", "resample"), default="zero")
-    p.add_argument("--positions", choices=("all", "idiom", "literal"), default="all")
-    p.add_argument("--seed", type=int, default=0, help="resample permutation seed")
-    p.set_defaults(func=cmd_ablate)
-
-    p = sub.add_parser(
-        "awareness", help="sentence loss and idiom next-word accuracy (AwarenessResult)"
-    )
-    _common(p)
-    p.set_defaults(func=cmd_awareness)
-
-    p = sub.add_parser(
-        "patch", help="activation patching of heads on clean/corrupted pairs (PatchingResult)"
-    )
-    _common(p)
-    p.add_argument("--mode", choices=("paraphrase", "other_idiom"), default="paraphrase")
-    p.add_argument(
-        "--by-position", action="store_true", help="[layer, pos, head] instead of [layer, head]"
-    )
-    p.add_argument("--seed", type=int, default=0)
-    p.set_defaults(func=cmd_patch)
-
-    p = sub.add_parser("demo", help="offline demo on the shipped model and corpus: DIR/report.html")
-    p.add_argument("--out", required=True, type=Path)
-    p.add_argument("--device")
-    p.add_argument("--no-progress", action="store_true")
-    p.add_argument("-v", "--verbose", action="store_true")
-    p.set_defaults(func=cmd_demo)
+    for option in entry.options:
+        kwargs = dict(option.kwargs)
+        if "type" in kwargs:
+            kwargs["type"] = _argparse_type(kwargs["type"])
+        p.add_argument(*option.flags, dest=option.dest, **kwargs)
+    p.set_defaults(func=run_analysis_command, analysis=entry.name)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The ``idiomlens`` argument parser (subcommands score, detect, dla, ...)."""
+def _module_file(module: str) -> Path | None:
+    """The source file of ``module``, found without importing it or its packages."""
+    from importlib.machinery import PathFinder
+
+    parts = module.split(".")
+    path: list[str] | None = None
+    for i in range(len(parts)):
+        spec = PathFinder.find_spec(".".join(parts[: i + 1]), path)
+        if spec is None:
+            return None
+        path = list(spec.submodule_search_locations or [])
+        if i == len(parts) - 1:
+            return Path(spec.origin) if spec.origin and spec.origin.endswith(".py") else None
+    return None
+
+
+def command_header(module: str) -> tuple[str, str]:
+    """``COMMAND`` of a command module, read from its source when it is a literal
+    (so listing commands imports nothing), else by importing the module."""
+    import ast
+
+    if module not in sys.modules:
+        source = _module_file(module)
+        if source is not None:
+            for node in ast.parse(source.read_text()).body:
+                targets = node.targets if isinstance(node, ast.Assign) else []
+                if isinstance(node, ast.AnnAssign):
+                    targets = [node.target]
+                if any(isinstance(t, ast.Name) and t.id == "COMMAND" for t in targets):
+                    try:
+                        name, help_ = ast.literal_eval(node.value)  # type: ignore[arg-type]
+                        return str(name), str(help_)
+                    except ValueError:
+                        break
+    name, help_ = importlib.import_module(module).COMMAND
+    return str(name), str(help_)
+
+
+def _add_module_command(sub: Any, module: str, full: bool) -> None:
+    name, help_ = command_header(module)
+    p = sub.add_parser(name, help=help_, description=help_)
+    if full:
+        mod = importlib.import_module(module)
+        mod.add_arguments(p)
+        p.set_defaults(func=mod.run)
+
+
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The ``idiomlens`` argument parser: a subcommand per registered analysis and per
+    module in :data:`COMMAND_MODULES`.
+
+    ``command`` names the subcommand about to run: only its module is imported (all of
+    them when ``None``).
+    """
+    from idiomlens import __version__
+    from idiomlens.runs.registry import analysis_names, get_analysis
+
     parser = argparse.ArgumentParser(
         prog="idiomlens",
         description="Mechanistic interpretability of idioms on TransformerLens models.",
         epilog="Results in --out are cached by content (weights, corpus, parameters): rerun the same command to resume or reuse.",
     )
-    from idiomlens import __version__
-
     parser.add_argument("--version", action="version", version=f"idiomlens {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    _add_commands(sub)
+    for name in analysis_names():
+        entry = get_analysis(name)
+        if entry.help:
+            _add_analysis(sub, entry)
+    for module in COMMAND_MODULES:
+        _add_module_command(
+            sub, module, full=command is None or command_header(module)[0] == command
+        )
     return parser
+
+
+def _command_in(argv: list[str]) -> str:
+    """The subcommand named in ``argv`` (the first word that is not an option), or ``""``."""
+    return next((a for a in argv if not a.startswith("-")), "")
 
 
 # ---- shared steps --------------------------------------------------------------------------
@@ -248,7 +268,46 @@ def _load_corpus(args: argparse.Namespace) -> Any:
     return corpus
 
 
+def _request(args: argparse.Namespace, analysis: str, params: dict[str, Any]) -> str | None:
+    """The run's file-based request key, when a finished run may be served without
+    loading the model (see :mod:`idiomlens.runs.request`)."""
+    if args.no_resume or args.shard is not None or os.environ.get("WORLD_SIZE", "1") != "1":
+        return None
+    from idiomlens.runs.request import request_key
+
+    try:
+        return request_key(
+            analysis=analysis,
+            params=params,
+            model_source=args.model,
+            corpus=args.corpus,
+            split=args.split,
+            dtype=args.dtype,
+        )
+    except (OSError, TypeError, ValueError) as err:  # the full path reports bad input
+        log.debug("no fast cache lookup: %s", err)
+        return None
+
+
+def _report(args: argparse.Namespace, analysis: str, type_name: str, n_ids: int) -> None:
+    if args.shard is not None:
+        print(
+            f"shard {args.shard[0]}/{args.shard[1]} of {analysis} done in {args.out}; run without --shard to merge"
+        )
+    elif int(os.environ.get("RANK", "0")) == 0:
+        print(f"{type_name} ({n_ids} ids) in {args.out}")
+
+
 def _run(args: argparse.Namespace, analysis: str, params: dict[str, Any]) -> int:
+    from idiomlens.runs.request import lookup, remember
+
+    request = _request(args, analysis, params)
+    hit = lookup(args.out, request)
+    if hit is not None:  # finished before: no torch, no model
+        log.info("%s: the finished result in %s is reused", analysis, args.out)
+        _report(args, analysis, str(hit["result_type"]).rpartition(":")[2], int(hit["n_ids"]))
+        return 0
+
     from idiomlens.data import AlignmentError
     from idiomlens.runs import run_analysis
     from idiomlens.runs.distributed import shutdown_distributed
@@ -273,82 +332,26 @@ def _run(args: argparse.Namespace, analysis: str, params: dict[str, Any]) -> int
         raise UserError(f"{args.corpus}: {err}") from None
     finally:
         shutdown_distributed()
-    if args.shard is not None:
-        print(
-            f"shard {args.shard[0]}/{args.shard[1]} of {analysis} done in {args.out}; run without --shard to merge"
-        )
-    elif int(os.environ.get("RANK", "0")) == 0:
-        print(f"{type(result).__name__} ({len(result.ids)} ids) in {args.out}")
+    if result is not None:
+        remember(args.out, request)
+        _report(args, analysis, type(result).__name__, len(result.ids))
+    else:
+        _report(args, analysis, "", 0)
     return 0
 
 
 # ---- commands ------------------------------------------------------------------------------
 
 
-def cmd_score(args: argparse.Namespace) -> int:
-    params: dict[str, Any] = {"kind": args.kind}
-    if args.layers:
-        params["layers"] = sorted(set(args.layers))
-    return _run(args, "score", params)
+def run_analysis_command(args: argparse.Namespace) -> int:
+    """Run the registered analysis ``args.analysis`` with the parameters its options give."""
+    from idiomlens.runs.registry import get_analysis
 
-
-def cmd_detect(args: argparse.Namespace) -> int:
-    params: dict[str, Any] = {
-        "pattern": args.pattern,
-        "rows": args.rows,
-        "exclude_bos": args.exclude_bos,
-        "exclude_current_token": args.exclude_current_token,
-    }
-    if args.layers:
-        params["layers"] = sorted(set(args.layers))
-    return _run(args, "detect", params)
-
-
-def cmd_dla(args: argparse.Namespace) -> int:
-    return _run(args, "dla", {})
-
-
-def cmd_ablate(args: argparse.Namespace) -> int:
-    conditions: dict[str, list[list[int]]] = {
-        f"L{layer}H{head}": [[layer, head]] for layer, head in args.heads
-    }
-    for name, heads in args.group:
-        if name in conditions:
-            raise UserError(f"condition name {name!r} is used twice")
-        conditions[name] = [list(h) for h in heads]
-    if not conditions:
-        raise UserError("ablate needs at least one --heads L.H or --group NAME=L.H,...")
-    params = {
-        "conditions": conditions,
-        "kind": args.kind,
-        "positions": args.positions,
-        "seed": args.seed,
-    }
-    return _run(args, "ablate", params)
-
-
-def cmd_awareness(args: argparse.Namespace) -> int:
-    return _run(args, "awareness", {})
-
-
-def cmd_patch(args: argparse.Namespace) -> int:
-    return _run(
-        args, "patch", {"mode": args.mode, "by_position": args.by_position, "seed": args.seed}
-    )
-
-
-def cmd_demo(args: argparse.Namespace) -> int:
     try:
-        from idiomlens.demo import run_demo
-    except ImportError as err:
-        if err.name not in ("idiomlens.demo", None):
-            raise
-        raise UserError(
-            "the demo is not part of this installation (idiomlens.demo is missing)"
-        ) from None
-    report = run_demo(args.out, device=args.device, progress=not args.no_progress)
-    print(f"report: {report}")
-    return 0
+        params = get_analysis(args.analysis).params_from_args(args)
+    except ValueError as err:
+        raise UserError(str(err)) from None
+    return _run(args, args.analysis, params)
 
 
 # ---- entry point ---------------------------------------------------------------------------
@@ -370,7 +373,8 @@ def _user_error_types() -> tuple[type[BaseException], ...]:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the ``idiomlens`` command line; returns the exit status."""
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(_command_in(argv))
     args = parser.parse_args(argv)
     _setup_logging(getattr(args, "verbose", False))
     try:

@@ -33,6 +33,7 @@ from typing import Any
 import pandas as pd
 import torch
 
+from ._heads import head_label
 from ._io import atomic_write_json
 from .attribution import direct_logit_attribution
 from .data.demo import DEMO_SPLITS, demo_corpus
@@ -64,7 +65,7 @@ def demo_conditions(
     others = [h for h in heads if h not in idiom_heads and h not in score_top]
     k = min(len(idiom_heads), len(others))
     pick = torch.randperm(len(others), generator=torch.Generator().manual_seed(seed))[:k]
-    conditions: dict[str, list[Head]] = {f"L{lh[0]}H{lh[1]}": [lh] for lh in heads}
+    conditions: dict[str, list[Head]] = {head_label(*lh): [lh] for lh in heads}
     conditions["idiom heads"] = list(idiom_heads)
     conditions["top idiom score"] = list(score_top)
     conditions["random control"] = sorted(others[i] for i in pick.tolist())
@@ -75,7 +76,7 @@ def _head_table(results: dict[str, Any], n_layers: int, n_heads: int) -> pd.Data
     """One row per head: scores, idiom attention, DLA and single-head ablation effects."""
     dla = results["dla"]
     summary = results["ablation"].summary().set_index("condition")
-    names = [f"L{layer}H{head}" for layer in range(n_layers) for head in range(n_heads)]
+    names = [head_label(layer, head) for layer in range(n_layers) for head in range(n_heads)]
     frame = pd.DataFrame(
         {
             "head": names,
@@ -107,8 +108,8 @@ def _analyse(model: Any, n_top: int, seed: int, progress: bool) -> dict[str, Any
         progress=progress,
     )
     res["dla"] = direct_logit_attribution(model, fig, progress=progress)
-    idiom_heads = [(layer, head) for layer, head, _ in res["idiom_attention"].top(n_top)]
-    score_top = [(layer, head) for layer, head, _ in res["idiom_scores"].top(n_top)]
+    idiom_heads = res["idiom_attention"].top(n_top).heads()
+    score_top = res["idiom_scores"].top(n_top).heads()
     conditions = demo_conditions(
         idiom_heads, score_top, model.cfg.n_layers, model.cfg.n_heads, seed=seed
     )
@@ -139,13 +140,11 @@ def _summary(res: dict[str, Any], table: pd.DataFrame, cfg: Any, seconds: float)
 
 
 def _report(res: dict[str, Any], table: pd.DataFrame, summary: dict[str, Any]) -> Report:
-    from .viz.heads import plot_detection
-
     g = summary["group_ablation"]
     n = {row["split"]: row["n"] for row in summary["awareness"]}
 
     def names(heads: list[Head]) -> str:
-        return ", ".join(f"L{layer}H{head}" for layer, head in heads)
+        return ", ".join(head_label(layer, head) for layer, head in heads)
 
     report = Report("idiomlens demo: idiom heads in the shipped model")
     report.add_text(
@@ -167,7 +166,7 @@ def _report(res: dict[str, Any], table: pd.DataFrame, summary: dict[str, Any]) -
     report.add_table(table.set_index("head"), heading="Heads", caption=_TABLE_CAPTION)
     report.add_figure(res["ablation"].plot("accuracy"), heading="Ablation (zero, all positions)")
     report.add_figure(res["ablation"].plot("logprob_diff"), caption=_ABLATION_CAPTION)
-    report.add_figure(plot_detection(res["idiom_attention"]), heading="Idiom-to-idiom attention")
+    report.add_figure(res["idiom_attention"].plot(), heading="Idiom-to-idiom attention")
     report.add_figure(res["idiom_scores"].plot(), heading="Idiom and literal scores")
     report.add_figure(res["literal_scores"].plot())
     report.add_figure(res["idiom_scores"].plot(res["literal_scores"]))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -10,11 +9,10 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from .._heads import Ranking, head_of, rank_values
 from .._io import Result
 
 __all__ = ["DLAResult"]
-
-_HEAD = re.compile(r"^L(\d+)H(\d+)$")
 
 
 @dataclass
@@ -61,20 +59,16 @@ class DLAResult(Result):
         """Mean over examples, ignoring examples where a group is empty (``NaN``)."""
         return torch.nanmean(self.attributions, dim=0)
 
-    def top(
-        self, k: int = 10, group: str | None = None, *, absolute: bool = False
-    ) -> list[tuple[str, float]]:
+    def top(self, k: int = 10, group: str | None = None, *, absolute: bool = False) -> Ranking:
         """The ``k`` components with the largest mean attribution in ``group``.
 
         ``group`` defaults to the first group; ``absolute=True`` ranks by magnitude.
-        Returns ``[(label, mean attribution), ...]``, ties broken by component order.
+        Returns ``ComponentRank(label, value)`` records (a
+        :class:`~idiomlens._heads.Ranking`), ties broken by component order, empty
+        (``NaN``) components last.
         """
         g = self.group_index(group or self.groups[0])
-        values = self.mean()[:, g]
-        key = values.abs() if absolute else values
-        key = torch.nan_to_num(key, nan=-float("inf"))
-        order = torch.sort(key, descending=True, stable=True).indices[:k]
-        return [(self.labels[i], float(values[i])) for i in order.tolist()]
+        return rank_values(self.mean()[:, g].tolist(), self.labels, k, absolute=absolute)
 
     def head_matrix(self, group: str | None = None) -> Float[Tensor, "layer head_index"]:
         """Mean head attributions of ``group`` arranged as ``[layer, head]``."""
@@ -82,9 +76,9 @@ class DLAResult(Result):
         means = self.mean()[:, g]
         out = torch.full((self.n_layers, self.n_heads), float("nan"))
         for i, label in enumerate(self.labels):
-            m = _HEAD.match(label)
-            if m:
-                out[int(m[1]), int(m[2])] = means[i]
+            head = head_of(label)
+            if head is not None:
+                out[head] = means[i]
         return out
 
     def max_error(self) -> float:

@@ -9,6 +9,7 @@ import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
+from .._heads import Ranking, rank_values
 from .._io import Result
 
 __all__ = ["AblationResult"]
@@ -119,6 +120,17 @@ class AblationResult(Result):
                 "mean_rank": self.rank.float().mean(0).tolist(),
             }
         )
+
+    def top(self, k: int = 10, metric: str = "logit_diff", *, absolute: bool = False) -> Ranking:
+        """The ``k`` conditions with the largest mean ``metric`` (a column of
+        :meth:`summary`) as ``ComponentRank(condition, value)`` records; ties: given order.
+
+        For a condition of one head named ``L{l}H{h}``, ``.layer`` / ``.head`` give it.
+        """
+        summary = self.summary()
+        if metric not in summary.columns or metric in ("condition", "n"):
+            raise ValueError(f"unknown metric {metric!r}; use a column of summary()")
+        return rank_values(summary[metric].tolist(), self.conditions, k, absolute=absolute)
 
     def plot(self, metric: str = "logit_diff", **kwargs: Any) -> Any:
         """A plotly figure (see :func:`idiomlens.viz.ablation.plot_ablation`)."""

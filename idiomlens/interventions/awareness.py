@@ -78,6 +78,13 @@ class AwarenessResult(Result):
             }
         )
 
+    def plot(self, metric: str = "accuracy", **kwargs: Any) -> Any:
+        """One bar per split of ``metric`` (``"accuracy"`` or ``"mean_loss"``; see
+        :func:`idiomlens.viz.awareness.plot_awareness`)."""
+        from ..viz.awareness import plot_awareness
+
+        return plot_awareness(self, metric=metric, **kwargs)
+
 
 def idiom_awareness(
     model: Any,

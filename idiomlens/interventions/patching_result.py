@@ -9,6 +9,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from .._heads import Ranking, cell_label, rank_values
 from .._io import Result
 
 __all__ = ["PatchingResult"]
@@ -65,20 +66,16 @@ class PatchingResult(Result):
     @property
     def labels(self) -> tuple[str, ...]:
         """Cell labels in ``effects.flatten()`` order: ``L1H3``, ``L1P5H3`` or ``L1P5``."""
-        letters = {"layer": "L", "pos": "P", "head": "H"}
-        ranges = [range(n) for n in self.effects.shape]
-        idx = torch.cartesian_prod(*[torch.arange(len(r)) for r in ranges])
-        idx = idx.reshape(-1, len(ranges)).tolist()
+        idx = torch.cartesian_prod(*[torch.arange(n) for n in self.effects.shape])
         return tuple(
-            "".join(f"{letters[a]}{i}" for a, i in zip(self.axes, row, strict=True)) for row in idx
+            cell_label(self.axes, row) for row in idx.reshape(-1, self.effects.ndim).tolist()
         )
 
-    def top(self, k: int = 10) -> list[tuple[str, float]]:
-        """The ``k`` cells with the largest ``|change|`` as ``(label, change)``; ties: lower index."""
+    def top(self, k: int = 10) -> Ranking:
+        """The ``k`` cells with the largest ``|change|`` as ``ComponentRank(label, change)``
+        records (``NaN`` counts as 0); ties: lower index."""
         flat = self.change.flatten().nan_to_num(0.0)
-        order = torch.sort(flat.abs(), descending=True, stable=True).indices[:k].tolist()
-        labels = self.labels
-        return [(labels[i], float(flat[i])) for i in order]
+        return rank_values(flat.tolist(), self.labels, k, absolute=True)
 
     def to_dataframe(self) -> Any:
         """Long format: one row per cell with the axis indices, ``effect``, ``change``, ``recovered``."""

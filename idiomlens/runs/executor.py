@@ -6,6 +6,13 @@ computed independently, saved atomically in the store and recorded with checksum
 run killed at any point continues where it stopped and ends with exactly the result of
 an uninterrupted run. The chunks are merged with ``Result.concat`` in corpus order and
 the merged result is saved in ``out`` itself (``HeadScores.load(out)`` works).
+
+Out-of-memory errors: analyses built on :func:`idiomlens.engine.collect` halve their
+token budget per batch themselves and only give up (``MemoryError``) when a single
+example does not fit, which no smaller budget can fix. The executor's chunk-level
+retry below is for analyses that run their own forwards (patching, user functions):
+on an out-of-memory ``RuntimeError`` escaping the call, the chunk is retried with half
+the budget, down to ``min_batch_tokens``.
 """
 
 from __future__ import annotations
@@ -20,6 +27,8 @@ from typing import Any
 import torch
 
 from idiomlens._io import Result
+from idiomlens.data.batching import DEFAULT_BATCH_TOKENS
+from idiomlens.engine.collect import is_out_of_memory
 
 from .distributed import DistContext, distributed_context, shard_context
 from .registry import Analysis, resolve_analysis
@@ -29,9 +38,6 @@ from .store import ResultStore, StoreMismatch
 __all__ = ["run_analysis", "plan_chunks", "is_out_of_memory", "OutOfMemoryBudget"]
 
 log = logging.getLogger(__name__)
-
-#: The token budget assumed when the caller gives none (``iter_batches``'s default).
-DEFAULT_BATCH_TOKENS = 8192
 
 
 class OutOfMemoryBudget(RuntimeError):
@@ -50,14 +56,6 @@ def plan_chunks(n_examples: int, chunk_size: int) -> list[tuple[int, int, int]]:
         (i, s, min(s + chunk_size, n_examples))
         for i, s in enumerate(range(0, n_examples, chunk_size))
     ]
-
-
-def is_out_of_memory(err: BaseException) -> bool:
-    """Whether ``err`` is a CUDA (or other accelerator) out-of-memory error."""
-    oom_type = getattr(torch.cuda, "OutOfMemoryError", None)
-    if oom_type is not None and isinstance(err, oom_type):
-        return True
-    return isinstance(err, RuntimeError) and "out of memory" in str(err).lower()
 
 
 @dataclass

@@ -159,6 +159,12 @@ def model_identity(model: Any, *, source: str | None = None) -> dict[str, Any]:
 
     ``source`` (the ``load_model`` argument, if any) is recorded for humans but is not
     what makes two models equal: two paths to the same weights give the same identity.
+
+    This needs the loaded model. The CLI first looks a run up by the content of the
+    model's *files* (:mod:`idiomlens.runs.request`), which answers a finished run
+    without building the model; TransformerLens model names (``"pythia-1.4b"``) have no
+    local files to hash offline, so for them the model is always loaded and this
+    identity computed.
     """
     cfg = getattr(model, "cfg", None)
     cfg_dict = dict(cfg.to_dict()) if cfg is not None else {}

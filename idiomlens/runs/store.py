@@ -3,6 +3,7 @@
 Layout of a store folder ``DIR``::
 
     DIR/spec.json                    the RunSpec and its key
+    DIR/requests.json                CLI requests (input file hashes) answered by this run
     DIR/manifest.json                chunk records written by rank 0 / a single process
     DIR/manifest.<writer>.json       chunk records of other ranks or --shard jobs
     DIR/chunks/chunk-000012/         one saved Result per chunk
@@ -18,7 +19,6 @@ manifest, so concurrent writers never race.
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import json
 import logging
@@ -31,6 +31,7 @@ from typing import Any
 
 from idiomlens._io import JSON_FILE, TENSORS_FILE, Result, atomic_write_json
 
+from .request import REQUESTS_FILE, sha256_file
 from .spec import RunSpec
 
 __all__ = ["ResultStore", "StoreMismatch", "ChunkRecord", "result_type_name", "import_result_type"]
@@ -62,16 +63,8 @@ def import_result_type(name: str) -> type[Result]:
     return obj
 
 
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _checksums(folder: Path) -> dict[str, str]:
-    return {name: _sha256_file(folder / name) for name in RESULT_FILES}
+    return {name: sha256_file(folder / name) for name in RESULT_FILES}
 
 
 def _read_json(path: Path) -> dict[str, Any] | None:
@@ -112,7 +105,7 @@ class ResultStore:
     def reset(self) -> None:
         """Remove every run file (other files in the folder are left alone)."""
         shutil.rmtree(self.chunks_dir, ignore_errors=True)
-        for path in [self.root / SPEC_FILE, *self._manifest_paths()]:
+        for path in [self.root / SPEC_FILE, self.root / REQUESTS_FILE, *self._manifest_paths()]:
             path.unlink(missing_ok=True)
         for name in RESULT_FILES:
             (self.root / name).unlink(missing_ok=True)

@@ -10,7 +10,7 @@ comparisons of two scorings.
 The pure feature functions live in :mod:`idiomlens.scoring.features`.
 """
 
-from .compare import compare_scores
+from .compare import ScoreComparison, compare_scores
 from .detect import HeadDetection, detect_heads
 from .result import HeadScores
 from .runner import score_heads, score_heads_both
@@ -22,4 +22,5 @@ __all__ = [
     "detect_heads",
     "HeadDetection",
     "compare_scores",
+    "ScoreComparison",
 ]

@@ -175,9 +175,35 @@ class HeadDetection(Result):
         """Mean score over examples (every example counts equally)."""
         return self.scores.mean(0)
 
-    def top(self, k: int = 10) -> list[tuple[int, int, float]]:
-        """The ``k`` heads with the highest mean score, ties to the smaller index."""
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def top(self, k: int = 10) -> Any:
+        """The ``k`` heads with the highest mean score as ``HeadRank(layer, head, value)``
+        records (a :class:`~idiomlens._heads.Ranking`), ties to the smaller index."""
         return top_heads(self.mean(), k, self.layers)
+
+    def to_dataframe(self) -> Any:
+        """Long format: one row per (example, layer, head): ``id, pattern, layer, head, score``."""
+        import numpy as np
+        import pandas as pd
+
+        n, n_layers, n_heads = self.scores.shape
+        return pd.DataFrame(
+            {
+                "id": np.repeat(np.array(self.ids, dtype=object), n_layers * n_heads),
+                "pattern": self.pattern,
+                "layer": np.tile(np.repeat(np.array(self.layers), n_heads), n),
+                "head": np.tile(np.arange(n_heads), n * n_layers),
+                "score": self.scores.reshape(-1).float().numpy(),
+            }
+        )
+
+    def plot(self, **kwargs: Any) -> Any:
+        """Layer x head heatmap of the mean score (:func:`idiomlens.viz.heads.plot_detection`)."""
+        from ..viz.heads import plot_detection
+
+        return plot_detection(self, **kwargs)
 
 
 def _prompts_as_aligned(model: Any, prompts: Sequence[str]) -> list[AlignedExample]:

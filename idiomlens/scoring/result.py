@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -11,6 +10,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from .._heads import HeadRank, Ranking
 from .._io import Result
 from .features import FEATURE_NAMES
 
@@ -18,20 +18,28 @@ __all__ = ["HeadScores", "top_heads"]
 
 
 def top_heads(
-    values: Float[Tensor, "layer head_index"], k: int, layers: tuple[int, ...] | None = None
-) -> list[tuple[int, int, float]]:
-    """The ``k`` largest cells of a ``[layer, head]`` table as ``(layer, head, value)``.
+    values: Float[Tensor, "layer head_index"],
+    k: int,
+    layers: tuple[int, ...] | None = None,
+    *,
+    absolute: bool = False,
+) -> Ranking:
+    """The ``k`` largest cells of a ``[layer, head]`` table as :class:`HeadRank` records
+    ``(layer, head, value)`` (by magnitude when ``absolute``; ``NaN`` last).
 
     Ties go to the smaller ``(layer, head)``; ``layers`` maps row indices to model layers.
 
-    >>> top_heads(torch.tensor([[0.125, 0.75], [0.75, 0.5]]), 3)
-    [(0, 1, 0.75), (1, 0, 0.75), (1, 1, 0.5)]
+    >>> top = top_heads(torch.tensor([[0.125, 0.75], [0.75, 0.5]]), 3)
+    >>> top == [(0, 1, 0.75), (1, 0, 0.75), (1, 1, 0.5)], top[0].label
+    (True, 'L0H1')
     """
     n_heads = values.shape[1]
     flat = values.flatten()
-    order = torch.sort(flat, descending=True, stable=True).indices[:k].tolist()
+    key = flat.abs() if absolute else flat
+    key = torch.nan_to_num(key.double(), nan=-float("inf"))
+    order = torch.sort(key, descending=True, stable=True).indices[:k].tolist()
     rows = layers or tuple(range(values.shape[0]))
-    return [(rows[i // n_heads], i % n_heads, float(flat[i])) for i in order]
+    return Ranking(HeadRank(rows[i // n_heads], i % n_heads, float(flat[i])) for i in order)
 
 
 @dataclass
@@ -77,17 +85,6 @@ class HeadScores(Result):
     def __len__(self) -> int:
         return len(self.ids)
 
-    @classmethod
-    def concat(cls, parts: list[HeadScores]) -> HeadScores:
-        """Join scores over disjoint examples; ``meta`` is updated for the merged set."""
-        merged = super().concat(parts)
-        hashes = [str(p.meta.get("corpus_hash", "")) for p in parts]
-        meta = dict(merged.meta, n_examples=len(merged.ids))
-        if len(parts) > 1:
-            meta["corpus_hash"] = hashlib.sha256("\n".join(hashes).encode()).hexdigest()
-        merged.meta = meta
-        return merged
-
     def _values(self, feature: str | None) -> Tensor:
         if feature is None or feature == "score":
             return self.scores
@@ -106,8 +103,8 @@ class HeadScores(Result):
             return torch.zeros_like(values[0])
         return values.std(0)
 
-    def top(self, k: int = 10, feature: str | None = None) -> list[tuple[int, int, float]]:
-        """The ``k`` heads with the highest mean score, as ``(layer, head, mean score)``.
+    def top(self, k: int = 10, feature: str | None = None) -> Ranking:
+        """The ``k`` heads with the highest mean score, as ``HeadRank(layer, head, value)``.
 
         Ties go to the smaller ``(layer, head)``.
         """

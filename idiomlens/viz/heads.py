@@ -13,6 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 import plotly.graph_objects as go
 
+from .._heads import head_label
+
 if TYPE_CHECKING:
     from ..scoring import HeadDetection, HeadScores
 
@@ -56,7 +58,7 @@ def plot_score_scatter(
     """One point per head: mean score of ``idiom`` (x) against ``literal`` (y)."""
     x, y = idiom.mean().flatten().tolist(), literal.mean().flatten().tolist()
     n_heads = idiom.scores.shape[2]
-    labels = [f"L{layer}H{h}" for layer in idiom.layers for h in range(n_heads)]
+    labels = [head_label(layer, h) for layer in idiom.layers for h in range(n_heads)]
     fig = go.Figure(
         go.Scatter(
             x=x,
@@ -77,9 +79,10 @@ def plot_score_scatter(
     return fig
 
 
-def plot_comparison(df: Any, *, alpha: float = 0.05, title: str | None = None) -> go.Figure:
-    """Heatmap of ``diff`` from :func:`~idiomlens.compare_scores`; heads with
-    ``p_value < alpha`` are marked with ``*``."""
+def plot_comparison(comparison: Any, *, alpha: float = 0.05, title: str | None = None) -> go.Figure:
+    """Heatmap of ``diff`` from :func:`~idiomlens.compare_scores` (its result, or that
+    result's ``to_dataframe()``); heads with ``p_value < alpha`` are marked with ``*``."""
+    df = comparison.to_dataframe() if hasattr(comparison, "to_dataframe") else comparison
     table = df.pivot(index="layer", columns="head", values="diff")
     pvals = df.pivot(index="layer", columns="head", values="p_value")
     text = [["*" if p < alpha else "" for p in row] for row in pvals.to_numpy()]

@@ -27,7 +27,7 @@ def plot_patching(
     """A diverging heatmap of a :class:`~idiomlens.interventions.PatchingResult`.
 
     Rows are layers (``[layer, head]``, ``[layer, pos]``) or layer/head pairs
-    ``L{l}H{h}`` (``[layer, pos, head]``); columns are heads or positions.
+    ``L1H3`` (``[layer, pos, head]``); columns are heads or positions.
 
     Args:
         result: the patching result.
@@ -42,6 +42,8 @@ def plot_patching(
     import einops
     import plotly.graph_objects as go
 
+    from .._heads import head_label
+
     if value not in VALUES:
         raise ValueError(f"value must be one of {VALUES}, got {value!r}")
     data = {"change": result.change, "effect": result.effects, "recovered": result.recovered}
@@ -50,7 +52,7 @@ def plot_patching(
     if axes == ("layer", "pos", "head"):
         n_heads = grid.shape[2]
         grid = einops.rearrange(grid, "layer pos head -> (layer head) pos")
-        rows = [f"L{i // n_heads}H{i % n_heads}" for i in range(grid.shape[0])]
+        rows = [head_label(i // n_heads, i % n_heads) for i in range(grid.shape[0])]
     else:
         rows = [f"L{i}" for i in range(grid.shape[0])]
     if axes[-1] == "head":

@@ -23,3 +23,19 @@ def corpus_file(tmp_path_factory):
 def write_records(path, records):
     path.write_text("".join(json.dumps(r) + "\n" for r in records))
     return path
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _file_hash_cache(tmp_path_factory):
+    """Keep the CLI's file-hash cache out of the user's home (subprocesses inherit it)."""
+    import os
+
+    from idiomlens.runs.request import CACHE_ENV
+
+    old = os.environ.get(CACHE_ENV)
+    os.environ[CACHE_ENV] = str(tmp_path_factory.mktemp("hash-cache"))
+    yield
+    if old is None:
+        os.environ.pop(CACHE_ENV, None)
+    else:
+        os.environ[CACHE_ENV] = old

@@ -33,3 +33,19 @@ def runs_corpus() -> IdiomCorpus:
 def _reset_calls():
     CALLS.clear()
     yield
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _file_hash_cache(tmp_path_factory):
+    """Keep the CLI's file-hash cache out of the user's home (subprocesses inherit it)."""
+    import os
+
+    from idiomlens.runs.request import CACHE_ENV
+
+    old = os.environ.get(CACHE_ENV)
+    os.environ[CACHE_ENV] = str(tmp_path_factory.mktemp("hash-cache"))
+    yield
+    if old is None:
+        os.environ.pop(CACHE_ENV, None)
+    else:
+        os.environ[CACHE_ENV] = old

@@ -80,7 +80,7 @@ def test_plots(model, edge_aligned):
     scatter = idiom.plot(literal)
     assert scatter.data[0].type == "scatter" and len(scatter.data[0].x) == 8
     assert plot_head_scores(idiom, feature="max").data[0].z is not None
-    df = compare_scores(idiom, literal, n_boot=50, n_perm=50)
+    df = compare_scores(idiom, literal, n_boot=50, n_perm=50).to_dataframe()
     assert plot_comparison(df).data[0].type == "heatmap"
     from idiomlens.scoring import detect_heads
 
@@ -102,7 +102,9 @@ def test_compare_paired_against_exact_test():
     shift = torch.tensor([0.1, 0.0])  # head 0 shifted, head 1 not
     b_vals = (a_vals - shift + 0.05 * torch.randn(9, 1, 2, generator=gen)).clamp(0.01, 0.99)
     a, b = make_scores(a_vals, "fig"), make_scores(b_vals, "para")
-    df = compare_scores(a, b, pair_key=lambda i: i.split("-")[1], n_perm=4000, n_boot=2000)
+    df = compare_scores(
+        a, b, pair_key=lambda i: i.split("-")[1], n_perm=4000, n_boot=2000
+    ).to_dataframe()
     d = (a_vals - b_vals)[:, 0]
     assert list(df["head"]) == [0, 1] and (df["n_a"] == 9).all()
     for h in range(2):
@@ -114,7 +116,7 @@ def test_compare_paired_against_exact_test():
     # the same seed gives the same numbers; a mapping pairs like the key function
     again = compare_scores(
         a, b, pair_key={f"fig-{i}": f"para-{i}" for i in range(9)}, n_perm=4000, n_boot=2000
-    )
+    ).to_dataframe()
     assert again.equals(df)
 
 
@@ -122,12 +124,12 @@ def test_compare_unpaired_and_identical():
     gen = torch.Generator().manual_seed(1)
     a = make_scores(torch.rand(12, 2, 1, generator=gen) * 0.3 + 0.6, "a")
     b = make_scores(torch.rand(15, 2, 1, generator=gen) * 0.3 + 0.1, "b")
-    df = compare_scores(a, b, paired=False, n_boot=500, n_perm=500)
+    df = compare_scores(a, b, paired=False, n_boot=500, n_perm=500).to_dataframe()
     assert (df.n_a == 12).all() and (df.n_b == 15).all()
     want = a.scores.double().mean(0) - b.scores.double().mean(0)
     assert df["diff"].to_numpy() == pytest.approx(want.flatten().numpy())
     assert (df.p_value < 0.01).all() and (df.ci_low > 0).all()
-    same = compare_scores(a, a, n_perm=200, n_boot=200)
+    same = compare_scores(a, a, n_perm=200, n_boot=200).to_dataframe()
     assert (same["diff"] == 0).all() and (same.p_value == 1).all()
     with pytest.raises(ValueError, match="paired"):
         compare_scores(a, b)  # ids do not match
