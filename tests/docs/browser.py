@@ -90,7 +90,9 @@ def check_page(path: str | Path, *, min_figures: int = 0, timeout_ms: int = 30_0
             page = browser.new_page(viewport={"width": 1200, "height": 900})
             page.on("console", lambda m: m.type == "error" and result.console_errors.append(m.text))
             page.on("pageerror", lambda e: result.console_errors.append(f"uncaught: {e}"))
-            page.on("requestfailed", lambda r: result.console_errors.append(f"failed: {r.url[:100]}"))
+            page.on(
+                "requestfailed", lambda r: result.console_errors.append(f"failed: {r.url[:100]}")
+            )
             page.goto(url, wait_until="load", timeout=timeout_ms)
             declared = page.evaluate(
                 "() => { const m = document.querySelector('meta[name=idiomlens-figures]');"
