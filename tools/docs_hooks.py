@@ -46,8 +46,17 @@ def api_reference() -> str:
     for module in sorted(by_module):
         parts += [f"## `{module}`", ""]
         for name in by_module[module]:
-            parts += [f"::: {module}.{name}", ""]
+            parts += [f"::: {defining_path(module, name)}", ""]
     return "\n".join(parts)
+
+
+def defining_path(module: str, name: str) -> str:
+    """``module.name`` where ``name`` is defined (lazy re-exports are invisible to griffe)."""
+    import importlib
+
+    obj = getattr(importlib.import_module(module), name)
+    home = getattr(obj, "__module__", None) or module
+    return f"{home}.{name}" if hasattr(importlib.import_module(home), name) else f"{module}.{name}"
 
 
 def on_page_markdown(markdown: str, page, config, files) -> str:  # noqa: ANN001 - mkdocs API

@@ -23,7 +23,8 @@ ROOT = Path(__file__).resolve().parents[1]
 def notebooks(names: list[str]) -> list[Path]:
     """The percent-format example scripts, optionally only those named."""
     found = [
-        p for p in sorted((ROOT / "examples").glob("*.py"))
+        p
+        for p in sorted((ROOT / "examples").glob("*.py"))
         if "format_name: percent" in p.read_text()[:400]
     ]
     if names:

@@ -47,7 +47,12 @@ def test_generated_sources_list_everything():
 )
 def test_built_site_documents_every_name_and_subcommand():
     api = (SITE / "api" / "index.html").read_text(encoding="utf-8")
-    missing = [n for n in _public_names() if f'id="{idiomlens._EXPORTS[n]}.{n}"' not in api]
+    hooks = _hooks()
+    missing = [
+        n
+        for n in _public_names()
+        if f'id="{hooks.defining_path(idiomlens._EXPORTS[n], n)}"' not in api
+    ]
     assert not missing, f"not in the API reference: {missing}"
     cli = (SITE / "cli" / "index.html").read_text(encoding="utf-8")
     assert all(f"idiomlens {sub}" in cli for sub in _subcommands())
