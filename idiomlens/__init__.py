@@ -56,6 +56,10 @@ _EXPORTS: dict[str, str] = {
     "make_patching_pairs": "idiomlens.interventions",
     "idiom_awareness": "idiomlens.interventions",
     "AwarenessResult": "idiomlens.interventions",
+    # training
+    "finetune": "idiomlens.training.finetune",
+    "FinetuneResult": "idiomlens.training.finetune",
+    "compare_checkpoints": "idiomlens.training.finetune",
     # runs
     "run_analysis": "idiomlens.runs",
     # viz

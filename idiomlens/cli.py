@@ -186,6 +186,12 @@ def _add_commands(sub: Any) -> None:
     p.add_argument("-v", "--verbose", action="store_true")
     p.set_defaults(func=cmd_demo)
 
+    from idiomlens.training.finetune import cli as finetune_cli
+
+    p = sub.add_parser(finetune_cli.COMMAND[0], help=finetune_cli.COMMAND[1])
+    finetune_cli.add_arguments(p)
+    p.set_defaults(func=finetune_cli.run)
+
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``idiomlens`` argument parser (subcommands score, detect, dla, ...)."""
