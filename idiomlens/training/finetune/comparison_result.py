@@ -8,8 +8,9 @@
 ...     level=torch.tensor([[0.5, 0.7], [0.5, 0.7], [0.7, 0.6]]))
 >>> c.top(1)
 ['L0H1']
->>> c.to_dataframe().loc[3, ["step", "unit", "base", "value", "diff"]].tolist()
-[10, 'L0H1', 0.699999988079071, 0.6000000238418579, -0.10000000149011612]
+>>> row = c.to_dataframe().loc[3]
+>>> row["unit"], round(float(row["diff"]), 3)
+('L0H1', -0.1)
 """
 
 from __future__ import annotations
