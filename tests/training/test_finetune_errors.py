@@ -91,3 +91,11 @@ def test_cli_reports_bad_input_in_one_line(base_dir, tmp_path, capsys):
     with pytest.raises(SystemExit):  # argparse: unknown method choice
         main([*argv[:6], "prefix", *argv[7:]])
     assert "invalid choice: 'prefix'" in capsys.readouterr().err
+
+
+def test_bitfit_on_a_model_without_biases_creates_nothing(base_dir, corpus, tmp_path):
+    with pytest.raises(ValueError, match="bitfit: the llama model has no bias parameters"):
+        finetune(
+            base_dir("llama-gqa"), corpus, method="bitfit", out=tmp_path / "out", **RUN_DEFAULTS
+        )
+    assert not (tmp_path / "out").exists()

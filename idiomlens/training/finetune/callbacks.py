@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from transformers import TrainerCallback
+from transformers.trainer_callback import ProgressCallback
 
 from idiomlens._io import atomic_write_json
 
@@ -26,6 +27,7 @@ __all__ = [
     "ScheduledSaves",
     "StepZeroSave",
     "JsonlHistory",
+    "LossBar",
     "COMPLETE_MARKER",
     "HISTORY_FILE",
 ]
@@ -138,3 +140,15 @@ class JsonlHistory(TrainerCallback):
             with self.path.open("a") as f:
                 f.write(json.dumps(row) + "\n")
         return control
+
+
+class LossBar(ProgressCallback):
+    """The Trainer's tqdm bar, showing the latest loss instead of printing every record
+    (the records go to ``history.jsonl``)."""
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: Any = None, **kwargs: Any) -> None:
+        bar = getattr(self, "training_bar", None)
+        if state.is_world_process_zero and bar is not None and logs:
+            shown = {k: f"{logs[k]:.4g}" for k in ("loss", "eval_loss") if k in logs}
+            if shown:
+                bar.set_postfix(shown, refresh=False)

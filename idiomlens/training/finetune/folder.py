@@ -1,8 +1,8 @@
 """The run folder: one run per folder, its identity in ``run.json``, and resume points.
 
-:func:`claim_folder` refuses (``RunFolderError``, nothing touched) a folder that holds
+:func:`check_folder` refuses (``RunFolderError``, nothing touched) a folder that holds
 files of something else or of a run with a different identity, and says which keys
-differ. :func:`resume_point` finds the last whole Trainer checkpoint; folders the killed
+differ; :func:`claim_folder` writes ``run.json`` once the model and data are checked. :func:`resume_point` finds the last whole Trainer checkpoint; folders the killed
 run left half-written are removed (they are re-saved when training passes that step).
 """
 
@@ -21,7 +21,14 @@ from idiomlens._io import atomic_write_json
 from .callbacks import COMPLETE_MARKER
 from .result import RESULT_FILE, RUN_FILE
 
-__all__ = ["RunFolderError", "claim_folder", "resume_point", "checkpoint_folders", "step_of"]
+__all__ = [
+    "RunFolderError",
+    "check_folder",
+    "claim_folder",
+    "resume_point",
+    "checkpoint_folders",
+    "step_of",
+]
 
 log = logging.getLogger(__name__)
 
@@ -57,8 +64,8 @@ def _differences(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in keys if old.get(k) != new.get(k)]
 
 
-def claim_folder(out: Path, identity: dict[str, Any]) -> bool:
-    """Make ``out`` this run's folder; returns whether it already holds the finished run.
+def check_folder(out: Path, identity: dict[str, Any]) -> bool:
+    """Whether ``out`` already holds this finished run; reads only, writes nothing.
 
     Raises:
         RunFolderError: ``out`` is a file, holds files but no ``run.json``, or holds a
@@ -86,11 +93,18 @@ def claim_folder(out: Path, identity: dict[str, Any]) -> bool:
             f"output folder {out} is not empty and holds no fine-tuning run ({RUN_FILE}); "
             "nothing was changed: use an empty or new folder"
         )
+    return False
+
+
+def claim_folder(out: Path, identity: dict[str, Any]) -> None:
+    """Create ``out`` and record the run's identity in ``run.json`` (after
+    :func:`check_folder` passed and the model and data were checked)."""
+    if (out / RUN_FILE).is_file():
+        return
     out.mkdir(parents=True, exist_ok=True)
     from idiomlens import __version__
 
-    atomic_write_json(run_file, {"identity": identity, "library_version": __version__})
-    return False
+    atomic_write_json(out / RUN_FILE, {"identity": identity, "library_version": __version__})
 
 
 def resume_point(out: Path) -> Path | None:

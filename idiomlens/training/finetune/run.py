@@ -21,10 +21,17 @@ import torch
 
 from idiomlens._io import atomic_write_json
 
-from .callbacks import COMPLETE_MARKER, HISTORY_FILE, JsonlHistory, ScheduledSaves, StepZeroSave
+from .callbacks import (
+    COMPLETE_MARKER,
+    HISTORY_FILE,
+    JsonlHistory,
+    LossBar,
+    ScheduledSaves,
+    StepZeroSave,
+)
 from .config import FinetuneConfig
 from .data import PadCollator, data_hash, read_records, tokenize_records
-from .folder import checkpoint_folders, claim_folder, resume_point
+from .folder import check_folder, checkpoint_folders, claim_folder, resume_point
 from .methods import METHODS, parameter_counts, prepare_model
 from .result import FinetuneResult
 
@@ -227,7 +234,7 @@ def finetune(
         "eval_sha256": data_hash(eval_records) if eval_records else None,
     }
     out = Path(out).expanduser().resolve()
-    if claim_folder(out, identity):
+    if check_folder(out, identity):
         log.info("%s already holds this finished run; loading it", out)
         return FinetuneResult.load(out)
     with _preserve_global_rng():
@@ -262,6 +269,7 @@ def _train(
     model = prepare_model(model, config)
     trainable, total = parameter_counts(model)
     precision = _precision(config)
+    claim_folder(out, identity)  # every input checked: the folder becomes this run's
     args = training_arguments(config, out, has_eval=bool(held_out), precision=precision)
     resume = resume_point(out)
     saves, step_zero = ScheduledSaves(config.checkpoints), StepZeroSave()
@@ -276,10 +284,13 @@ def _train(
         callbacks=[step_zero, saves, JsonlHistory(out / HISTORY_FILE, _step(resume))],
     )
     step_zero.trainer = trainer
-    if not config.progress:  # with tqdm disabled the Trainer prints every log record
-        from transformers.trainer_callback import PrinterCallback
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
-        trainer.remove_callback(PrinterCallback)
+    # The Trainer prints every log record (once per step here); show a bar with the loss
+    # instead, or nothing without progress. The records are in history.jsonl.
+    trainer.remove_callback(PrinterCallback)
+    if trainer.pop_callback(ProgressCallback) is not None:
+        trainer.add_callback(LossBar())
     if resume is not None:
         log.info("resuming %s from %s", out, resume)
     output = trainer.train(resume_from_checkpoint=str(resume) if resume else None)
