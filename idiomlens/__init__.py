@@ -63,6 +63,10 @@ _EXPORTS: dict[str, str] = {
     "Ranking": "idiomlens._heads",
     "HeadRank": "idiomlens._heads",
     "ComponentRank": "idiomlens._heads",
+    # training
+    "finetune": "idiomlens.training.finetune",
+    "FinetuneResult": "idiomlens.training.finetune",
+    "compare_checkpoints": "idiomlens.training.finetune",
     # runs
     "run_analysis": "idiomlens.runs",
     # viz

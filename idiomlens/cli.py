@@ -48,7 +48,10 @@ DTYPES = ("float32", "float16", "bfloat16", "float64")
 
 #: Modules that each add one subcommand: ``COMMAND = ("name", "one-line help")``,
 #: ``add_arguments(parser)`` and ``run(args) -> int`` (torch imported inside ``run``).
-COMMAND_MODULES: tuple[str, ...] = ("idiomlens.demo_command",)
+COMMAND_MODULES: tuple[str, ...] = (
+    "idiomlens.demo_command",
+    "idiomlens.training.finetune.cli",
+)
 
 
 class UserError(Exception):
