@@ -56,6 +56,11 @@ _EXPORTS: dict[str, str] = {
     "make_patching_pairs": "idiomlens.interventions",
     "idiom_awareness": "idiomlens.interventions",
     "AwarenessResult": "idiomlens.interventions",
+    # validation
+    "validate_heads": "idiomlens.validation",
+    "compare_rankings": "idiomlens.validation",
+    "ValidationResult": "idiomlens.validation",
+    "HeadRanking": "idiomlens.validation",
     # runs
     "run_analysis": "idiomlens.runs",
     # viz

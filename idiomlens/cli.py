@@ -179,6 +179,12 @@ def _add_commands(sub: Any) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_patch)
 
+    from idiomlens.validation import command as validate_command
+
+    p = sub.add_parser(validate_command.COMMAND[0], help=validate_command.COMMAND[1])
+    validate_command.add_arguments(p)
+    p.set_defaults(func=validate_command.run)
+
     p = sub.add_parser("demo", help="offline demo on the shipped model and corpus: DIR/report.html")
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--device")

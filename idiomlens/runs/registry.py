@@ -120,5 +120,11 @@ for _entry in (
         name="awareness", target="idiomlens.interventions:idiom_awareness", check_alignment=True
     ),
     Analysis(name="patch", target="idiomlens.runs.tasks:patch_corpus", chunked=False),
+    Analysis(
+        name="validate",
+        target="idiomlens.validation:validate_heads",
+        reference_param="reference",
+        check_alignment=True,
+    ),
 ):
     register_analysis(_entry)
