@@ -23,8 +23,8 @@ change the :class:`~idiomlens.scoring.HeadScores`.
 >>> from idiomlens.scoring import HeadScores
 >>> feats = torch.tensor([[[[0.1, 0.0, 0.0, 0.0, 0.0], [0.3, 0.0, 0.0, 0.0, 10.0]]]])
 >>> s = HeadScores(ids=("a",), features=feats, scores=torch.sigmoid(feats.sum(-1)))
->>> combined_head_scores(s, combine="rank").tolist()
-[[1.2000000476837158, 1.7999999523842407]]
+>>> [round(x, 2) for x in combined_head_scores(s, combine="rank")[0].tolist()]
+[1.3, 1.7]
 """
 
 from __future__ import annotations
