@@ -66,3 +66,14 @@ def model():
 @pytest.fixture(scope="session")
 def rotary_model():
     return tiny_model(n_layers=3, n_heads=2, d_model=16, positional_embedding_type="rotary", seed=1)
+
+
+@pytest.fixture(scope="session")
+def demo_out(tmp_path_factory):
+    """``(folder, report path)`` of one offline ``run_demo``, shared by the demo and browser tests."""
+    from idiomlens.demo import run_demo
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("HF_HUB_OFFLINE", "1")
+        out = tmp_path_factory.mktemp("demo")
+        return out, run_demo(out, progress=False)

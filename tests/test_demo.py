@@ -12,7 +12,7 @@ import torch
 
 import idiomlens
 from idiomlens.data import demo_corpus
-from idiomlens.demo import demo_conditions, run_demo
+from idiomlens.demo import demo_conditions
 from idiomlens.models.native import DEMO_MODEL_DIR
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -74,19 +74,6 @@ def test_demo_conditions_groups_and_control():
         control
         == demo_conditions([(0, 0), (0, 1)], [(1, 1), (1, 0)], 2, 4, seed=0)["random control"]
     )
-
-
-@pytest.fixture(scope="module")
-def demo_out(tmp_path_factory, monkeypatch_module):
-    monkeypatch_module.setenv("HF_HUB_OFFLINE", "1")
-    out = tmp_path_factory.mktemp("demo")
-    return out, run_demo(out, progress=False)
-
-
-@pytest.fixture(scope="module")
-def monkeypatch_module():
-    with pytest.MonkeyPatch.context() as mp:
-        yield mp
 
 
 def test_run_demo_writes_results_and_offline_report(demo_out):

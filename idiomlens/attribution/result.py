@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
@@ -47,6 +47,7 @@ class DLAResult(Result):
     mode: str = "next_token"
     n_layers: int = 0
     n_heads: int = 0
+    meta: dict[str, Any] = field(default_factory=dict)
 
     per_example: ClassVar[tuple[str, ...]] = ("attributions", "logits", "unembed_bias", "counts")
 

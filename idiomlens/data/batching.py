@@ -24,7 +24,7 @@ from torch import Tensor
 
 from .align import AlignedExample
 
-__all__ = ["Batch", "iter_batches", "make_batch", "DEFAULT_BATCH_TOKENS"]
+__all__ = ["Batch", "iter_batches", "make_batch", "plan_groups", "DEFAULT_BATCH_TOKENS"]
 
 #: Default token budget per batch (padded tokens = batch size x longest length).
 DEFAULT_BATCH_TOKENS = 8192
@@ -177,25 +177,42 @@ def iter_batches(
     [1]
     """
     budget = DEFAULT_BATCH_TOKENS if batch_tokens is None else batch_tokens
+    lengths = [len(ex) for ex in examples]
+    for group in plan_groups(lengths, budget, batch_size, sort=sort_by_length):
+        yield _batch(examples, group, padding_side, pad_id, device)
+
+
+def plan_groups(
+    lengths: Sequence[int], budget: int, batch_size: int | None = None, *, sort: bool = True
+) -> Iterator[list[int]]:
+    """Groups of example indices whose padded size ``len(group) x longest`` stays within
+    ``budget`` (at most ``batch_size`` each); an over-long example gets a group alone.
+
+    With ``sort`` (default) examples are taken longest first, ties in corpus order, so
+    padding is small; otherwise in corpus order.
+
+    >>> list(plan_groups([3, 5, 2, 5], budget=10))
+    [[1, 3], [0, 2]]
+    >>> list(plan_groups([3, 5, 2, 5], budget=10, sort=False))
+    [[0, 1], [2, 3]]
+    """
     if budget < 1 or (batch_size is not None and batch_size < 1):
         raise ValueError(
             f"batch_tokens and batch_size must be positive, got {budget}, {batch_size}"
         )
-    order = list(range(len(examples)))
-    if sort_by_length:
-        order.sort(key=lambda i: -len(examples[i]))
+    order = sorted(range(len(lengths)), key=lambda i: -lengths[i]) if sort else range(len(lengths))
     group: list[int] = []
     width = 0
     for i in order:
-        new_width = max(width, len(examples[i]))
-        too_many = batch_size is not None and len(group) >= batch_size
-        if group and (too_many or new_width * (len(group) + 1) > budget):
-            yield _batch(examples, group, padding_side, pad_id, device)
-            group, new_width = [], len(examples[i])
+        new_width = max(width, lengths[i])
+        full = batch_size is not None and len(group) >= batch_size
+        if group and (full or new_width * (len(group) + 1) > budget):
+            yield group
+            group, new_width = [], lengths[i]
         group.append(i)
         width = new_width
     if group:
-        yield _batch(examples, group, padding_side, pad_id, device)
+        yield group
 
 
 def _batch(examples, group, padding_side, pad_id, device) -> Batch:  # type: ignore[no-untyped-def]

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
@@ -53,6 +53,7 @@ class AblationResult(Result):
     kind: str = "zero"
     positions: str = "all"
     seed: int = 0
+    meta: dict[str, Any] = field(default_factory=dict)
 
     per_example: ClassVar[tuple[str, ...]] = (
         "logit_diff",

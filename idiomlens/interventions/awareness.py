@@ -9,7 +9,7 @@ same definitions as ablation's ``clean_loss`` / ``clean_nwp_correct``, shared th
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
@@ -45,6 +45,7 @@ class AwarenessResult(Result):
     loss: Float[Tensor, " example"]
     nwp_correct: Bool[Tensor, " example"]
     logprob: Float[Tensor, " example"]
+    meta: dict[str, Any] = field(default_factory=dict)
 
     per_example: ClassVar[tuple[str, ...]] = ("split_index", "loss", "nwp_correct", "logprob")
 

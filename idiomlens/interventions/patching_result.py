@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
@@ -40,6 +40,7 @@ class PatchingResult(Result):
     corrupted_metric: float
     method: str = "exact"
     ids: tuple[str, ...] = ()
+    meta: dict[str, Any] = field(default_factory=dict)
 
     per_example: ClassVar[tuple[str, ...]] = ()
 

@@ -112,8 +112,11 @@ class Report:
                 parts.append(body.to_html(float_format=lambda x: f"{x:.4f}", border=0))
             if caption:
                 parts.append(f'<p class="caption">{html.escape(caption)}</p>')
+        n_figures = sum(kind == "figure" for kind, *_ in self._sections)
         return (
             '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+            # what a browser check holds the rendered page to (tests/docs/browser.py)
+            f'<meta name="idiomlens-figures" content="{n_figures}">'
             f"<title>{html.escape(self.title)}</title><style>{_CSS}</style></head>\n"
             "<body>\n" + "\n".join(parts) + "\n</body></html>\n"
         )

@@ -1,0 +1,5 @@
+"""Representations: extraction, projections, layer geometry and probes."""
+
+from .result import Representations
+
+__all__ = ["Representations"]
