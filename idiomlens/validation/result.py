@@ -8,6 +8,7 @@ chunked, resumed or re-batched run gives the same numbers as one uninterrupted r
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -118,6 +119,26 @@ class ValidationResult(Result):
         return empirical_p_value(self.effect, self.control_effects)
 
     @property
+    def n_possible_controls(self) -> int:
+        """How many distinct control sets exist: ``C(n_heads_total - k, k)``."""
+        n_layers, n_heads = self.ranking_scores.shape
+        return math.comb(n_layers * n_heads - self.k, self.k)
+
+    @property
+    def distinct_p_value(self) -> float:
+        """The p-value over the *distinct* control sets drawn, each counted once.
+
+        Equal to :attr:`p_value` in spirit for large models; for small ones it exposes
+        the floor ``1 / (1 + n_possible_controls)`` of a test against every possible
+        set (drawing 200 sets of 15 possible ones cannot give p < 1/16).
+        """
+        sets, first = torch.unique(
+            self.control_heads.reshape(len(self.control_heads), -1), dim=0, return_inverse=True
+        )
+        keep = [int((first == i).nonzero()[0, 0]) for i in range(len(sets))]
+        return empirical_p_value(self.effect, self.control_effects[keep])
+
+    @property
     def ci(self) -> tuple[float, float]:
         """Bootstrap CI (``level``) of :attr:`effect` over examples."""
         return bootstrap_ci(self.topk_values, n_boot=self.n_boot, level=self.level, seed=self.seed)
@@ -159,6 +180,8 @@ class ValidationResult(Result):
             "control_max": float(ctrl.max()),
             "n_controls": int(ctrl.numel()),
             "p_value": self.p_value,
+            "distinct_p_value": self.distinct_p_value,
+            "n_possible_controls": self.n_possible_controls,
             "spearman": self.spearman,
             "precision_at_k": self.precision_at_k,
             "n": len(self),

@@ -117,7 +117,8 @@ def validation_sentence(result: ComparisonResult, *, alpha: float = 0.05) -> str
         verdict = "passes" if res.passed(alpha) else "fails"
         parts.append(
             f"{name} (top {heads}) {verdict}: effect {res.effect:.3f} [{lo:.3f}, {hi:.3f}] "
-            f"vs control mean {float(res.control_effects.mean()):.3f}, p = {res.p_value:.3g}, "
+            f"vs control mean {float(res.control_effects.mean()):.3f}, p = {res.p_value:.3g} "
+            f"(over distinct control sets: {res.distinct_p_value:.3g}), "
             f"Spearman {res.spearman:.2f}"
         )
     passing = [n for n, r in result.results.items() if r.passed(alpha)]
@@ -126,7 +127,17 @@ def validation_sentence(result: ComparisonResult, *, alpha: float = 0.05) -> str
         if passing
         else f"No ranking passes validation (p < {alpha})."
     )
-    return head + "\n\n" + ";\n".join(parts) + "."
+    text = head + "\n\n" + ";\n".join(parts) + "."
+    first = next(iter(result.results.values()))
+    n_sets = first.n_possible_controls
+    if 1 / (1 + n_sets) >= alpha / 10:
+        text += (
+            f"\n\nCaveat: this model has only {n_sets} possible control sets of {first.k} heads "
+            f"outside a top {first.k}, so against every possible set once no ranking can reach "
+            f"p < {1 / (1 + n_sets):.3g}; the p-value above counts each of the "
+            f"{first.control_effects.numel()} random draws (METHODS.md)."
+        )
+    return text
 
 
 def add_validation_section(report: Any, result: ComparisonResult, *, alpha: float = 0.05) -> Any:

@@ -47,6 +47,9 @@ def test_true_ranking_is_significant(true_result):
     assert res.precision_at_k == 1.0
     assert res.spearman > 0.3
     assert res.passed()
+    n_distinct = len({tuple(map(tuple, s)) for s in res.control_heads.tolist()})
+    assert res.n_possible_controls == 91  # C(16 - 2, 2)
+    assert res.distinct_p_value == pytest.approx(1 / (1 + n_distinct))
     effects = res.head_effects
     assert float(effects[0, 3]) == pytest.approx(float(effects[1, 5]))  # equal strength
     assert int((effects != 0).sum()) == 2
@@ -125,9 +128,10 @@ def test_metrics(model, corpus, metric):
 
 
 def test_identical_for_any_batch_size(planted, model, corpus):
+    small = corpus[:6]
     for m, ranking in ((planted, random_ranking(7)), (model, [(0, 2), (1, 1)])):
         runs = [
-            validate_heads(m, corpus, ranking, k=2, controls=30, batch_tokens=bt, progress=False)
+            validate_heads(m, small, ranking, k=2, controls=12, batch_tokens=bt, progress=False)
             for bt in (None, 40, 211)
         ]
         first = runs[0]
