@@ -133,8 +133,11 @@ def run(args: argparse.Namespace) -> int:
     ranking = _load_ranking(args)
     model = cli._load_model(args)
     n_heads = model.cfg.n_layers * model.cfg.n_heads
-    if args.k >= n_heads:
-        raise cli.UserError(f"--k {args.k}: the model has only {n_heads} heads")
+    if 2 * args.k > n_heads:
+        raise cli.UserError(
+            f"--k {args.k}: the model has only {n_heads} heads, too few for control sets of "
+            f"{args.k} heads outside the top {args.k}; use a smaller --k"
+        )
     try:
         ranking.score_table(model.cfg.n_layers, model.cfg.n_heads)
     except ValueError as err:

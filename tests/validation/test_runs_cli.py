@@ -169,7 +169,7 @@ def test_cli_validate(planted, corpus, tmp_path, capsys):
     ("extra", "needle"),
     [
         (["--heads", "0.3", "--metric", "bogus"], "--metric: unknown value 'bogus'"),
-        (["--heads", "0.3", "--k", "20"], "only 16 heads"),
+        (["--heads", "0.3", "--k", "9"], "only 16 heads, too few"),
         (["--heads", "0.3", "--k", "2"], "the ranking has only 1 heads"),
         (["--heads", "9.0", "--k", "1"], "out of range"),
         (["--ranking", "nowhere"], "no saved result"),
