@@ -67,6 +67,16 @@ _EXPORTS: dict[str, str] = {
     "finetune": "idiomlens.training.finetune",
     "FinetuneResult": "idiomlens.training.finetune",
     "compare_checkpoints": "idiomlens.training.finetune",
+    # validation
+    "validate_heads": "idiomlens.validation",
+    "compare_rankings": "idiomlens.validation",
+    "ValidationResult": "idiomlens.validation",
+    "HeadRanking": "idiomlens.validation",
+    # follow-up analyses
+    "logit_lens": "idiomlens.attribution.logit_lens",
+    "dla_by_layer": "idiomlens.attribution.by_layer",
+    "replace_last_word": "idiomlens.interventions.replacement",
+    "pattern_similarity": "idiomlens.scoring.pattern_similarity",
     # runs
     "run_analysis": "idiomlens.runs",
     # viz

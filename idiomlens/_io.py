@@ -192,11 +192,18 @@ def _same(a: Any, b: Any) -> bool:
             and isinstance(b, torch.Tensor)
             and a.shape == b.shape
             and a.dtype == b.dtype
-            and bool(torch.equal(a.cpu(), b.cpu()))
+            and _equal_tensors(a.cpu(), b.cpu())
         )
     if isinstance(a, float) and isinstance(b, float) and a != a and b != b:
         return True  # NaN == NaN for this purpose
     return bool(a == b)
+
+
+def _equal_tensors(a: torch.Tensor, b: torch.Tensor) -> bool:
+    """Bitwise-equal values, NaN equal to NaN at the same places."""
+    if a.is_floating_point() or a.is_complex():
+        return bool(torch.allclose(a, b, rtol=0.0, atol=0.0, equal_nan=True))
+    return bool(torch.equal(a, b))
 
 
 def _shown(x: Any) -> str:

@@ -51,6 +51,7 @@ DTYPES = ("float32", "float16", "bfloat16", "float64")
 COMMAND_MODULES: tuple[str, ...] = (
     "idiomlens.demo_command",
     "idiomlens.training.finetune.cli",
+    "idiomlens.validation.command",
 )
 
 

@@ -13,7 +13,10 @@ trained by :mod:`idiomlens.training.small`) and the demo corpus
    the candidate idiom heads together, the top ``n_top`` heads by combined idiom score
    together, and ``n_top`` random other heads (local generator) as a control;
 
-and :func:`~idiomlens.idiom_awareness` on the figurative, literal and paraphrase splits.
+and :func:`~idiomlens.idiom_awareness` on the figurative, literal and paraphrase splits;
+5. :func:`~idiomlens.compare_rankings`: which head ranking (combined idiom score with
+   each feature combination, idiom-to-idiom detection, DLA) passes causal validation
+   (top-``n_top`` ablation against 200 random sets of other heads).
 Each result is saved under ``out/<name>/`` (loadable with its class's ``load``), a
 ``summary.json`` holds the headline numbers and ``out/report.html`` shows everything
 (plotly inlined; it opens with the network unplugged).
@@ -40,6 +43,7 @@ from .data.demo import DEMO_SPLITS, demo_corpus
 from .interventions import ablate_heads, idiom_awareness
 from .models import DEMO_MODEL_NAME, load_model
 from .scoring import detect_heads, score_heads_both
+from .validation import as_ranking, compare_rankings
 from .viz.report import Report
 
 __all__ = ["run_demo", "demo_conditions"]
@@ -114,9 +118,25 @@ def _analyse(model: Any, n_top: int, seed: int, progress: bool) -> dict[str, Any
         idiom_heads, score_top, model.cfg.n_layers, model.cfg.n_heads, seed=seed
     )
     res["ablation"] = ablate_heads(model, fig, conditions, kind="zero", progress=progress)
+    res["validation"] = compare_rankings(
+        model, fig, _rankings(res), k=n_top, controls=200, seed=seed, progress=progress
+    )
     splits = {split: demo_corpus(split) for split in DEMO_SPLITS}
     res["awareness"] = idiom_awareness(model, splits, progress=progress)
     return res
+
+
+def _rankings(res: dict[str, Any]) -> dict[str, Any]:
+    """The head rankings the report validates causally (see ``idiomlens.validation``)."""
+    scores = res["idiom_scores"]
+    return {
+        **{
+            f"idiom score ({c})": as_ranking(scores, combine=c)
+            for c in ("sigmoid_sum", "zscore", "rank")
+        },
+        "idiom_to_idiom detection": res["idiom_attention"],
+        "DLA (idiom)": as_ranking(res["dla"], group="idiom"),
+    }
 
 
 def _summary(res: dict[str, Any], table: pd.DataFrame, cfg: Any, seconds: float) -> dict[str, Any]:
@@ -134,12 +154,15 @@ def _summary(res: dict[str, Any], table: pd.DataFrame, cfg: Any, seconds: float)
         },
         "clean_accuracy": float(groups["clean_accuracy"].iloc[0]),
         "awareness": res["awareness"].summary().to_dict(orient="records"),
+        "validation": res["validation"].to_dataframe().to_dict(orient="records"),
         "heads": table.to_dict(orient="records"),
         "seconds": round(seconds, 1),
     }
 
 
 def _report(res: dict[str, Any], table: pd.DataFrame, summary: dict[str, Any]) -> Report:
+    from .viz.validation import add_validation_section
+
     g = summary["group_ablation"]
     n = {row["split"]: row["n"] for row in summary["awareness"]}
 
@@ -177,6 +200,7 @@ def _report(res: dict[str, Any], table: pd.DataFrame, summary: dict[str, Any]) -
         caption="Mean sentence loss (nats/token) and greedy accuracy on the last idiom word "
         "(for paraphrases: the last word of the meaning, a control the model never saw).",
     )
+    add_validation_section(report, res["validation"])
     report.add_code("idiomlens demo --out DIR", heading="Reproduce")
     return report
 
@@ -199,7 +223,7 @@ def run_demo(
 
     Args:
         out: output folder (created). Gets ``idiom_scores/``, ``literal_scores/``,
-            ``idiom_attention/``, ``dla/``, ``ablation/``, ``awareness/`` (each loadable
+            ``idiom_attention/``, ``dla/``, ``ablation/``, ``awareness/``, ``validation/`` (each loadable
             with its result class), ``summary.json`` and ``report.html``.
         device: where to run the model (default CPU).
         progress: show progress bars.

@@ -329,5 +329,11 @@ for _entry in (
             Option(flags=("--seed",), kwargs={"type": int, "default": 0}),
         ),
     ),
+    Analysis(
+        name="validate",
+        target="idiomlens.validation:validate_heads",
+        reference_param="reference",
+        check_alignment=True,
+    ),
 ):
     register_analysis(_entry)
