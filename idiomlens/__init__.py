@@ -56,6 +56,14 @@ _EXPORTS: dict[str, str] = {
     "make_patching_pairs": "idiomlens.interventions",
     "idiom_awareness": "idiomlens.interventions",
     "AwarenessResult": "idiomlens.interventions",
+    # representations: geometry
+    "intrinsic_dimension": "idiomlens.representations.geometry",
+    "neighbourhood_overlap": "idiomlens.representations.geometry",
+    "label_overlap": "idiomlens.representations.geometry",
+    "density_clusters": "idiomlens.representations.geometry",
+    "geometry": "idiomlens.representations.geometry",
+    "GeometryResult": "idiomlens.representations.geometry",
+    "GeometryConfig": "idiomlens.representations.geometry",
     # runs
     "run_analysis": "idiomlens.runs",
     # viz

@@ -179,6 +179,12 @@ def _add_commands(sub: Any) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_patch)
 
+    from idiomlens.representations.geometry import cli as geometry_cli
+
+    p = sub.add_parser(geometry_cli.COMMAND[0], help=geometry_cli.COMMAND[1])
+    geometry_cli.add_arguments(p)
+    p.set_defaults(func=geometry_cli.run)
+
     p = sub.add_parser("demo", help="offline demo on the shipped model and corpus: DIR/report.html")
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--device")
