@@ -12,7 +12,7 @@ from scipy.special import betaln
 
 from idiomlens.representations.geometry.adp import adp_clusters, knn_log_density
 from idiomlens.representations.geometry.intrinsic import gride, gride_scales, twonn
-from idiomlens.representations.geometry.knn import knn_graph, unique_rows
+from idiomlens.representations.geometry.knn import EXACT_RANKS, knn_graph, unique_rows
 from idiomlens.representations.geometry.overlap import label_overlap_from_graph, neighbour_overlap
 
 
@@ -43,9 +43,11 @@ def test_knn_graph_equals_the_full_distance_matrix(cloud):
     ranks = (1, 2, 3, 16, 64, 200, 399)
     g = knn_graph(torch.tensor(x), k=120, ranks=ranks, device="cpu")
     assert torch.equal(g.indices, torch.tensor(order[:, :120]))
-    np.testing.assert_allclose(
-        g.rank_distances.numpy(), dist[:, [r - 1 for r in ranks]], rtol=1e-12
-    )
+    want = dist[:, [r - 1 for r in ranks]]
+    near = [i for i, r in enumerate(ranks) if r <= EXACT_RANKS]
+    far = [i for i, r in enumerate(ranks) if r > EXACT_RANKS]
+    np.testing.assert_allclose(g.rank_distances[:, near].numpy(), want[:, near], rtol=1e-12)
+    np.testing.assert_allclose(g.rank_distances[:, far].numpy(), want[:, far], rtol=1e-5)
     assert g.rank_distances.dtype == torch.float64
 
 

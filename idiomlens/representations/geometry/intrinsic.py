@@ -84,10 +84,10 @@ def _filter_mask(mu: Tensor) -> Tensor:
     return mu < 20.0 * (q[0] - q[1]) + q[1]  # [point, scale]
 
 
-def _neg_dloglik(d: Tensor, mu: Tensor, keep: Tensor, n1: Tensor, n2: Tensor) -> Tensor:
+def _neg_dloglik(d: Tensor, log_mu: Tensor, keep: Tensor, n1: Tensor, n2: Tensor) -> Tensor:
     """Minus the derivative of the GRIDE log-likelihood at ``d`` (one per scale)."""
-    one_m = (1.0 - mu ** (-d)).clamp(min=2 * GRIDE_BOUNDS[2])
-    terms = ((1 - n2 + n1) / one_m + n2 - 1.0) * torch.log(mu)
+    one_m = (1.0 - torch.exp(-d * log_mu)).clamp(min=2 * GRIDE_BOUNDS[2])
+    terms = ((1 - n2 + n1) / one_m + n2 - 1.0) * log_mu
     return (terms * keep).sum(0) - (keep.sum(0) - 1) / d
 
 
@@ -110,14 +110,15 @@ def gride(
     mu = r[:, [col[2 * s] for s in scales]] / r[:, [col[s] for s in scales]]  # [point, scale]
     mu = torch.where(mu == 1.0, mu + 10 * _EPS64, mu)
     keep = _filter_mask(mu).double()
+    log_mu = torch.log(mu)
     n1 = torch.tensor(list(scales), dtype=torch.float64, device=mu.device)
     n2 = 2 * n1
     lo_val, hi_val, eps = GRIDE_BOUNDS
     lo, hi = torch.full_like(n1, lo_val), torch.full_like(n1, hi_val)
-    l1 = _neg_dloglik(hi, mu, keep, n1, n2)
+    l1 = _neg_dloglik(hi, log_mu, keep, n1, n2)
     while abs(hi_val - lo_val) > eps:  # the same halvings for every scale
         mid = (lo + hi) / 2
-        same = _neg_dloglik(mid, mu, keep, n1, n2) * l1 > 0
+        same = _neg_dloglik(mid, log_mu, keep, n1, n2) * l1 > 0
         hi, lo = torch.where(same, mid, hi), torch.where(same, lo, mid)
         hi_val = lo_val + (hi_val - lo_val) / 2
     d = (lo + hi) / 2

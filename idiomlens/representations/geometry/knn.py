@@ -5,13 +5,15 @@ finds, for every point, its nearest neighbours in Euclidean distance, the point 
 never among them. The search is a blocked float32 matmul (``|x|^2 + |y|^2 - 2 x.y`` on
 mean-centred data, so the cancellation error is relative to the spread of the data, not
 to its offset from the origin), on the GPU when one is present; each block of rows is
-ranked with one ``topk`` (or one ``sort`` when far ranks are needed). The distances the
-estimators use — at the ranks a metric asks for, and for the first :data:`EXACT_RANKS`
-neighbours, which are re-ordered by them (whatever ``k`` is) — are then recomputed exactly in float64 from
-the coordinates, so ratios such as ``r2 / r1`` are float64 ratios of float64 distances.
+ranked with one ``topk``. The distances at the ranks asked for, up to
+:data:`EXACT_RANKS`, are then recomputed exactly in float64 from the coordinates (to the
+neighbour the search put at that rank), so ratios such as ``r2 / r1`` are float64 ratios
+of exact distances. Farther ranks (GRIDE's large scales) are read from a values-only sort of each
+block and keep the float32 search's precision — relative error about
+``1e-7 |x|^2 / r^2`` on mean-centred data, smallest exactly where ``r`` is large.
 
-Cost: ``N^2 D`` multiply-adds for the search, ``N log N`` (topk) or ``N log N`` per row
-(sort) for the ranking, ``N (EXACT_RANKS + len(ranks)) D`` for the exact distances.
+Cost: ``N^2 D`` multiply-adds for the search, a ``topk`` per row, a sort per row only
+when ranks beyond :data:`EXACT_RANKS` are asked for, ``N D`` per exact rank.
 Memory: one ``[block, N]`` float32 block at a time plus the graph itself
 (``N x k`` int64 indices, ``N x len(ranks)`` float64 distances).
 
@@ -30,13 +32,14 @@ import math
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
 __all__ = ["KNNGraph", "knn_graph", "unique_rows", "resolve_device", "EXACT_RANKS"]
 
-#: the first ranks whose exact float64 distances also re-order the neighbour list
+#: ranks up to this one get exact float64 distances (farther ones: float32 precision)
 EXACT_RANKS = 32
 #: bytes of float32 distances per block (per-row ranking scratch comes on top)
 BLOCK_BYTES = {"cpu": 128 * 2**20, "cuda": 1024 * 2**20}
@@ -54,11 +57,10 @@ class KNNGraph:
     """Nearest neighbours of every point of one layer (self excluded), nearest first.
 
     Attributes:
-        indices: ``[point, k]`` neighbour indices; the first :data:`EXACT_RANKS` are
-            ordered by exact float64 distance, the rest by the float32 search.
+        indices: ``[point, k]`` neighbour indices, ordered by the float32 search.
         ranks: the neighbour ranks (1 = nearest) whose distances are kept, ascending.
         rank_distances: ``[point, len(ranks)]`` float64 Euclidean distances at ``ranks``
-            (non-decreasing along a row).
+            (non-decreasing along a row; exact up to rank :data:`EXACT_RANKS`).
     """
 
     indices: Int[Tensor, "point k"]
@@ -102,9 +104,17 @@ def _block_rows(n: int, device: torch.device) -> int:
 
 def _rank_block(d2: Tensor, depth: int) -> Tensor:
     """Indices of the ``depth`` smallest entries of every row, nearest first."""
-    if depth > 512 and 8 * depth > d2.shape[1]:  # far ranks: one sort beats a deep topk
+    if depth > 512 and 8 * depth > d2.shape[1]:  # deep lists: one sort beats a deep topk
         return d2.argsort(dim=1)[:, :depth]
     return d2.topk(depth, dim=1, largest=False, sorted=True).indices
+
+
+def _far_values(d2: Tensor, ranks: list[int]) -> Tensor:
+    """The squared distances at ``ranks`` of every row (a values-only sort)."""
+    cols = [r - 1 for r in ranks]
+    if d2.device.type == "cpu":  # numpy's SIMD sort is several times torch's on CPU
+        return torch.from_numpy(np.sort(d2.numpy(), axis=1)[:, cols])
+    return d2.sort(dim=1).values[:, cols]
 
 
 def _exact_distances(x64: Tensor, rows: Tensor, cols: Tensor) -> Tensor:
@@ -144,29 +154,25 @@ def knn_graph(
     x64 = x64 - x64.mean(0)
     x32 = x64.float()
     sq = (x32 * x32).sum(1)
-    n_exact = min(n - 1, EXACT_RANKS)  # whatever k is, so results do not depend on it
+    n_exact = min(n - 1, EXACT_RANKS)
     far = [r for r in ranks if r > n_exact]
-    depth = max(k, n_exact, far[-1] if far else 0)
-    indices = torch.empty(n, max(k, n_exact), dtype=torch.long, device=dev)
-    far_idx = torch.empty(n, len(far), dtype=torch.long, device=dev)
+    depth = max(k, n_exact)
+    indices = torch.empty(n, depth, dtype=torch.long, device=dev)
+    far_d2 = torch.empty(n, len(far), dtype=torch.float32, device=dev)
     block = _block_rows(n, dev)
     for s in range(0, n, block):
         e = min(n, s + block)
         d2 = torch.addmm(sq[s:e, None] + sq[None, :], x32[s:e], x32.T, alpha=-2.0)  # [b, N]
         d2.clamp_(min=0.0)
         d2[torch.arange(e - s, device=dev), torch.arange(s, e, device=dev)] = math.inf
-        order = _rank_block(d2, depth)  # [b, depth]
-        indices[s:e] = order[:, : indices.shape[1]]
+        indices[s:e] = _rank_block(d2, depth)  # [b, depth]
         if far:
-            far_idx[s:e] = order[:, [r - 1 for r in far]]
-        del d2, order
+            far_d2[s:e] = _far_values(d2, far)
+        del d2
+    near = [r for r in ranks if r <= n_exact]
     rows = torch.arange(n, device=dev)
-    near = _exact_distances(x64, rows, indices[:, :n_exact])  # [N, n_exact]
-    near, perm = near.sort(dim=1, stable=True)
-    indices[:, :n_exact] = indices[:, :n_exact].gather(1, perm)
-    columns = [near[:, r - 1] for r in ranks if r <= n_exact]
-    if far:
-        columns += list(_exact_distances(x64, rows, far_idx).unbind(1))
+    columns = list(_exact_distances(x64, rows, indices[:, [r - 1 for r in near]]).unbind(1))
+    columns += list(far_d2.double().sqrt().unbind(1))
     dist = (
         torch.stack(columns, 1).cummax(dim=1).values  # near-ties: keep ranks monotone
         if columns

@@ -134,7 +134,10 @@ def iter_layers(
     progress: bool = True,
     desc: str = "geometry",
 ) -> Iterator[LayerPoints]:
-    """Yield each layer's :class:`LayerPoints`; ``plan(keep) -> (k, ranks)`` sizes the graph."""
+    """Yield each layer's :class:`LayerPoints`.
+
+    ``plan(keep) -> (k, ranks, k_other)`` sizes the graph of ``reps`` and that of ``other``.
+    """
     dev = resolve_device(device)
     for layer in tqdm(layers, desc=desc, unit="layer", disable=not progress):
         x = _vectors(reps, layer, dev)
@@ -150,7 +153,7 @@ def iter_layers(
                 f"layer {layer}: only {n} distinct points after dropping "
                 f"{x.shape[0] - n} duplicate rows; geometry needs at least {MIN_POINTS}"
             )
-        k, ranks = plan(keep.cpu())
+        k, ranks, k_other = plan(keep.cpu())
         graph = knn_graph(x[keep], k=k, ranks=ranks, device=dev)
-        graph_y = knn_graph(y[keep], k=k, ranks=ranks, device=dev) if y is not None else None
+        graph_y = knn_graph(y[keep], k=k_other, device=dev) if y is not None else None
         yield LayerPoints(layer, keep.cpu(), int(x.shape[0]) - n, graph, graph_y)

@@ -185,10 +185,11 @@ def run_metrics(
         raise ValueError("neighbourhood_overlap needs a second representations (other=...)")
     layers = resolve_layers(reps, layers)
 
-    def plan(keep: Tensor) -> tuple[int, set[int]]:
+    def plan(keep: Tensor) -> tuple[int, set[int], int]:
         kept = {name: c[keep] for name, c in codes.items()}
         needs = [s.needs(int(keep.numel()), kept) for s in specs]
-        return max(k for k, _ in needs), set().union(*(r for _, r in needs))
+        k_other = max([k for s, (k, _) in zip(specs, needs, strict=True) if s.needs_other] or [1])
+        return max(k for k, _ in needs), set().union(*(r for _, r in needs)), k_other
 
     out: dict[str, list[dict[str, Any]]] = {s.name: [] for s in specs}
     for points in iter_layers(reps, layers, plan, other=other, device=device, progress=progress):
