@@ -53,6 +53,11 @@ def make_layers(args: argparse.Namespace) -> tuple[dict, dict, list[int]]:
 # ---- the baseline: scikit-learn graph + naive estimators ----------------------------------
 
 
+def log_expm1(t: np.ndarray) -> np.ndarray:
+    """``log(exp(t) - 1)`` for ``t > 0`` without overflow."""
+    return t + np.log(-np.expm1(-t))
+
+
 def naive_gride(mu: np.ndarray, n1: int) -> float:
     mu = np.where(mu == 1, mu + 10 * np.finfo(float).eps, mu)
     q95, q50 = np.percentile(mu, [95, 50])
@@ -60,7 +65,7 @@ def naive_gride(mu: np.ndarray, n1: int) -> float:
     n2 = 2 * n1
 
     def nll(d: float) -> float:
-        ll = (len(mu) - 1) * math.log(d) + np.sum((n2 - n1 - 1) * np.log(np.expm1(d * np.log(mu))))
+        ll = (len(mu) - 1) * math.log(d) + np.sum((n2 - n1 - 1) * log_expm1(d * np.log(mu)))
         return -(ll - len(mu) * betaln(n2 - n1, n1) - np.sum(((n2 - 1) * d + 1) * np.log(mu)))
 
     return minimize_scalar(nll, bounds=(1e-3, 1e3), method="bounded", options={"xatol": 1e-9}).x

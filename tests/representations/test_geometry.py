@@ -230,3 +230,15 @@ def test_cli_geometry_reads_a_saved_folder(tmp_path, capsys):
     assert "no saved Representations" in capsys.readouterr().err
     assert main(["geometry", "--reps", str(tmp_path / "reps"), "--labels", "answer"]) == 2
     assert "no label field 'answer'" in capsys.readouterr().err
+
+
+def test_two_label_fields_give_one_ari_and_overlap_each_and_one_cluster_count():
+    x, labels = blobs(n_per=40)
+    half = ["lo" if i < 80 else "hi" for i in range(160)]
+    reps = Representations.from_tensors({0: x}, labels={"blob": labels, "half": half})
+    df = geometry(reps, max_scale=2, **Q).to_dataframe()
+    assert (df["metric"] == "n_clusters").sum() == 1
+    for metric in ("ari", "label_overlap"):
+        assert sorted(df[df["metric"] == metric]["labels"]) == ["blob", "half"]
+    only = density_clusters(reps, labels="half", **Q)
+    assert only["labels"].tolist() == ["half"]

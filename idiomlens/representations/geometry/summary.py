@@ -136,30 +136,24 @@ _COLUMNS = {  # metric name -> [(tidy name, value column)]
 
 
 def _tidy(rows: dict[str, list[dict[str, Any]]], meta: dict[str, Any]) -> GeometryResult:
-    out: dict[str, list[Any]] = {
-        f: []
-        for f in (
-            "layer",
-            "metric",
-            "value",
-            "error",
-            "scale",
-            "labels",
-            "n_points",
-            "n_duplicates",
-        )
-    }
+    fields = ("layer", "metric", "value", "error", "scale", "labels", "n_points", "n_duplicates")
+    out: dict[str, list[Any]] = {f: [] for f in fields}
+    once: set[tuple[int, str]] = set()  # n_clusters: once per layer, not per label field
     for name, entries in rows.items():
         for row in entries:
             for tidy_name, col in _COLUMNS[name]:
                 if tidy_name == "ari" and row.get("labels") is None:
                     continue
+                if tidy_name == "n_clusters" and (row["layer"], tidy_name) in once:
+                    continue
+                once.add((row["layer"], tidy_name))
+                labelled = tidy_name not in ("n_clusters",)
                 out["layer"].append(row["layer"])
                 out["metric"].append(tidy_name)
                 out["value"].append(float(row[col]))
                 out["error"].append(float(row.get("id_err", float("nan"))))
                 out["scale"].append(row.get("scale"))
-                out["labels"].append(row.get("labels"))
+                out["labels"].append(row.get("labels") if labelled else None)
                 out["n_points"].append(row["n_points"])
                 out["n_duplicates"].append(row["n_duplicates"])
     return GeometryResult(
