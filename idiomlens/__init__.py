@@ -77,6 +77,14 @@ _EXPORTS: dict[str, str] = {
     "dla_by_layer": "idiomlens.attribution.by_layer",
     "replace_last_word": "idiomlens.interventions.replacement",
     "pattern_similarity": "idiomlens.scoring.pattern_similarity",
+    # representations: geometry
+    "intrinsic_dimension": "idiomlens.representations.geometry",
+    "neighbourhood_overlap": "idiomlens.representations.geometry",
+    "label_overlap": "idiomlens.representations.geometry",
+    "density_clusters": "idiomlens.representations.geometry",
+    "geometry": "idiomlens.representations.geometry",
+    "GeometryResult": "idiomlens.representations.geometry",
+    "GeometryConfig": "idiomlens.representations.geometry",
     # runs
     "run_analysis": "idiomlens.runs",
     # viz

@@ -52,6 +52,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "idiomlens.demo_command",
     "idiomlens.training.finetune.cli",
     "idiomlens.validation.command",
+    "idiomlens.representations.geometry.cli",
 )
 
 

@@ -1,0 +1,235 @@
+"""The vectorised geometry estimators equal naive references (plain loops / numpy / scipy)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy.optimize import minimize_scalar
+from scipy.special import betaln
+
+from idiomlens.representations.geometry.adp import adp_clusters, knn_log_density
+from idiomlens.representations.geometry.intrinsic import gride, gride_scales, twonn
+from idiomlens.representations.geometry.knn import EXACT_RANKS, knn_graph, unique_rows
+from idiomlens.representations.geometry.overlap import label_overlap_from_graph, neighbour_overlap
+
+
+def _data(seed: int, n: int, d: int, blobs: int = 0, spread: float = 3.0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((n, d))
+    if blobs:
+        x += rng.standard_normal((blobs, d))[rng.integers(0, blobs, n)] * spread
+    return x
+
+
+def naive_neighbours(x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Full float64 distance matrix; every row's other points, nearest first."""
+    dist = np.sqrt(((x[:, None, :] - x[None, :, :]) ** 2).sum(-1))
+    np.fill_diagonal(dist, np.inf)
+    order = np.argsort(dist, axis=1, kind="stable")[:, :-1]
+    return order, np.take_along_axis(dist, order, 1)
+
+
+@pytest.fixture(scope="module")
+def cloud():
+    x = _data(0, 400, 6, blobs=5, spread=2.5) + 50.0  # offset: centring must not matter
+    return x, *naive_neighbours(x)
+
+
+def test_knn_graph_equals_the_full_distance_matrix(cloud):
+    x, order, dist = cloud
+    ranks = (1, 2, 3, 16, 64, 200, 399)
+    g = knn_graph(torch.tensor(x), k=120, ranks=ranks, device="cpu")
+    assert torch.equal(g.indices, torch.tensor(order[:, :120]))
+    want = dist[:, [r - 1 for r in ranks]]
+    near = [i for i, r in enumerate(ranks) if r <= EXACT_RANKS]
+    far = [i for i, r in enumerate(ranks) if r > EXACT_RANKS]
+    np.testing.assert_allclose(g.rank_distances[:, near].numpy(), want[:, near], rtol=1e-12)
+    np.testing.assert_allclose(g.rank_distances[:, far].numpy(), want[:, far], rtol=1e-5)
+    assert g.rank_distances.dtype == torch.float64
+
+
+def test_knn_graph_blocks_and_sort_path_agree(cloud, monkeypatch):
+    from idiomlens.representations.geometry import knn
+
+    x = torch.tensor(cloud[0])
+    ref = knn_graph(x, k=30, ranks=(2, 300), device="cpu")
+    monkeypatch.setitem(knn.BLOCK_BYTES, "cpu", 4 * 400 * 7)  # 7 rows per block
+    monkeypatch.setattr(knn, "_rank_block", lambda d2, depth: d2.argsort(dim=1)[:, :depth])
+    got = knn_graph(x, k=30, ranks=(2, 300), device="cpu")
+    assert torch.equal(got.indices, ref.indices)
+    torch.testing.assert_close(got.rank_distances, ref.rank_distances, rtol=1e-12, atol=0)
+
+
+def test_unique_rows_keeps_the_first_of_each_row():
+    x = torch.tensor([[1.0, 0.0], [2.0, 2.0], [1.0, 0.0], [0.0, 0.0], [2.0, 2.0], [1.0, 0.0]])
+    naive = [i for i in range(len(x)) if not any(torch.equal(x[i], x[j]) for j in range(i))]
+    assert unique_rows(x).tolist() == naive == [0, 1, 3]
+
+
+def naive_twonn(mu: np.ndarray, fraction: float) -> float:
+    logs = sorted(math.log(m) for m in mu)
+    n = int(len(logs) * fraction)
+    total = sum(logs[:n]) + (len(logs) - n) * logs[n - 1]
+    return (n - 1) / total
+
+
+@pytest.mark.parametrize("fraction", [0.9, 1.0, 0.5])
+def test_twonn_equals_a_loop(cloud, fraction):
+    _, _, dist = cloud
+    got = twonn(torch.tensor(dist[:, 0]), torch.tensor(dist[:, 1]), fraction=fraction)
+    assert got == pytest.approx(naive_twonn(dist[:, 1] / dist[:, 0], fraction), rel=1e-12)
+
+
+def naive_gride(mu: np.ndarray, n1: int) -> float:
+    """Maximise the GRIDE likelihood directly (scipy), on DADApy's filtered ratios."""
+    mu = np.where(mu == 1, mu + 10 * np.finfo(float).eps, mu)
+    q95, q50 = np.percentile(mu, [95, 50])
+    mu = mu[mu < 20 * (q95 - q50) + q50]
+    n2 = 2 * n1
+
+    def nll(d: float) -> float:
+        ll = (len(mu) - 1) * math.log(d) + np.sum((n2 - n1 - 1) * np.log(mu**d - 1))
+        ll += -len(mu) * betaln(n2 - n1, n1) - np.sum(((n2 - 1) * d + 1) * np.log(mu))
+        return -ll
+
+    return minimize_scalar(nll, bounds=(0.01, 100), method="bounded", options={"xatol": 1e-10}).x
+
+
+def test_gride_maximises_the_likelihood_at_every_scale(cloud):
+    _, _, dist = cloud
+    scales = gride_scales(dist.shape[0])
+    ranks = sorted({r for s in scales for r in (s, 2 * s)})
+    ids, errs = gride(torch.tensor(dist[:, [r - 1 for r in ranks]]), ranks, scales)
+    for s, got in zip(scales, ids.tolist(), strict=True):
+        assert got == pytest.approx(naive_gride(dist[:, 2 * s - 1] / dist[:, s - 1], s), rel=1e-6)
+    assert (errs > 0).all()
+
+
+def naive_adp(
+    nbr: np.ndarray, log_den: np.ndarray, err: np.ndarray, k: int, z: float
+) -> np.ndarray:
+    """DADApy's ADP (Cython ``_compute_clustering``, halo=False) written as plain loops."""
+    n, maxk = nbr.shape
+    full = np.concatenate([np.arange(n)[:, None], nbr], 1)
+    rho = log_den - np.min(log_den - z * err) + 1
+    g = rho - err
+    centres = [i for i in range(n) if not any(g[i] < g[full[i, j]] for j in range(1, k + 1))]
+    removed = {
+        c
+        for c in centres
+        for i in range(n)
+        for j in range(1, k + 1)
+        if full[i, j] == c and g[i] > g[c]
+    }
+    kept = [c for c in centres if c not in removed]
+    cl = -np.ones(n, dtype=int)
+    for idx, c in enumerate(kept):
+        cl[c] = idx
+    for ele in np.argsort(-g, kind="stable"):
+        nn = 0
+        while cl[ele] == -1 and nn < maxk:
+            nn += 1
+            cl[ele] = cl[full[ele, nn]]
+        assert cl[ele] != -1, "the reference does not implement the rare fallback"
+    m = len(kept)
+    bord, bord_err, point = np.zeros((m, m)), np.zeros((m, m)), -np.ones((m, m), dtype=int)
+    for c in range(m):
+        for p1 in [i for i in range(n) if cl[i] == c and i not in kept]:
+            pp = -1
+            for j in range(1, k + 1):
+                if cl[full[p1, j]] != c:
+                    pp, cp = full[p1, j], cl[full[p1, j]]
+                    break
+            if pp != -1:
+                for j in range(1, maxk + 1):
+                    if full[pp, j] == p1:
+                        break
+                    if cl[full[pp, j]] == c:
+                        pp = -1
+                        break
+            if pp != -1 and g[p1] > bord[c, cp]:
+                bord[c, cp] = bord[cp, c] = g[p1]
+                point[c, cp] = point[cp, c] = p1
+    for i in range(m):
+        for j in range(m):
+            if i != j and point[i, j] != -1:
+                bord[i, j], bord_err[i, j] = rho[point[i, j]], err[point[i, j]]
+        bord[i, i], bord_err[i, i] = -1.0, 0.0
+    alive, members = [True] * m, {c: {c} for c in range(m)}
+    while True:
+        best, pair = -np.inf, None
+        for i in range(m - 1):
+            for j in range(i + 1, m):
+                a1, a2 = rho[kept[i]] - bord[i, j], rho[kept[j]] - bord[i, j]
+                e1, e2 = z * (err[kept[i]] + bord_err[i, j]), z * (err[kept[j]] + bord_err[i, j])
+                if (a1 < e1 or a2 < e2) and bord[i, j] > best:
+                    best, pair = bord[i, j], (i, j)
+        if pair is None:
+            break
+        i, j = pair
+        c1 = (rho[kept[i]] - bord[i, j]) / (err[kept[i]] + bord_err[i, j])
+        c2 = (rho[kept[j]] - bord[i, j]) / (err[kept[j]] + bord_err[i, j])
+        keep, drop = (j, i) if c1 < c2 else (i, j)
+        alive[drop] = False
+        members[keep] |= members.pop(drop)
+        bord[keep, drop] = bord[drop, keep] = -1.0
+        bord_err[keep, drop] = bord_err[drop, keep] = 0.0
+        for o in range(m):
+            if o not in (keep, drop):
+                if bord[keep, o] < bord[drop, o]:
+                    bord[keep, o] = bord[o, keep] = bord[drop, o]
+                    bord_err[keep, o] = bord_err[o, keep] = bord_err[drop, o]
+                bord[drop, o] = bord[o, drop] = -1.0
+                bord_err[drop, o] = bord_err[o, drop] = 0.0
+    final = {old: new for new, old in enumerate(c for c in range(m) if alive[c])}
+    owner = {c: o for o, cs in members.items() for c in cs}
+    return np.array([final[owner[c]] for c in cl])
+
+
+@pytest.mark.parametrize("seed,z", [(1, 0.5), (1, 1.0), (4, 1.6), (6, 1.0)])
+def test_adp_equals_the_loop_reference(seed, z):
+    x = _data(seed, 360, 3, blobs=6, spread=3.0)
+    nbr, dist = naive_neighbours(x)
+    nbr = nbr[:, :40]
+    log_den, err = knn_log_density(torch.tensor(dist[:, 15]), 2.7, 16)
+    got = adp_clusters(torch.tensor(nbr), log_den, err, k=16, Z=z)
+    want = naive_adp(nbr, log_den.numpy(), err.numpy(), 16, z)
+    assert got.max() > 0  # several clusters: the merging ran
+    assert got.tolist() == want.tolist()
+
+
+def test_knn_log_density_equals_the_formula():
+    r = torch.tensor([0.5, 1.0, 2.0], dtype=torch.float64)
+    d, k = 3.3, 7
+    want = [
+        math.log(k) - math.log(math.pi ** (d / 2) / math.gamma(d / 2 + 1) * ri**d) - math.log(3)
+        for ri in r.tolist()
+    ]
+    log_den, err = knn_log_density(r, d, k)
+    np.testing.assert_allclose(log_den.numpy(), want, rtol=1e-12)
+    assert err.tolist() == [1 / math.sqrt(k)] * 3
+
+
+def test_overlaps_equal_loops(cloud):
+    x, order, _ = cloud
+    rng = np.random.default_rng(5)
+    y = x + rng.standard_normal(x.shape) * 0.8
+    order_y, _ = naive_neighbours(y)
+    k = 12
+    want = np.mean([len(set(order[i, :k]) & set(order_y[i, :k])) / k for i in range(len(x))])
+    got = neighbour_overlap(torch.tensor(order), torch.tensor(order_y), k=k)
+    assert got == pytest.approx(want, abs=1e-12) and 0.1 < got < 0.95
+
+    codes = rng.integers(0, 4, len(x))
+    codes[:40] = 3  # unbalanced classes
+    f = 0.3
+    per_class: dict[int, list[float]] = {}
+    for i, c in enumerate(codes):
+        m = max(1, int(f * (codes == c).sum()))
+        per_class.setdefault(int(c), []).append(np.mean(codes[order[i, :m]] == c))
+    want = np.mean([np.mean(v) for v in per_class.values()])
+    got = label_overlap_from_graph(torch.tensor(order), torch.tensor(codes), f)
+    assert got == pytest.approx(want, abs=1e-12)
