@@ -35,6 +35,10 @@ _EXPORTS: dict[str, str] = {
     "load_epie": "idiomlens.data",
     "load_corpus": "idiomlens.data",
     "demo_corpus": "idiomlens.data",
+    "TextExample": "idiomlens.data",
+    "TextCorpus": "idiomlens.data",
+    "load_texts": "idiomlens.data",
+    "few_shot_prompts": "idiomlens.data",
     # scoring
     "score_heads": "idiomlens.scoring",
     "score_heads_both": "idiomlens.scoring",
@@ -56,6 +60,9 @@ _EXPORTS: dict[str, str] = {
     "make_patching_pairs": "idiomlens.interventions",
     "idiom_awareness": "idiomlens.interventions",
     "AwarenessResult": "idiomlens.interventions",
+    # representations
+    "extract": "idiomlens.representations",
+    "Representations": "idiomlens.representations",
     # runs
     "run_analysis": "idiomlens.runs",
     # viz
