@@ -179,6 +179,12 @@ def _add_commands(sub: Any) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_patch)
 
+    from idiomlens.representations import cli as extract_cli
+
+    p = sub.add_parser(extract_cli.COMMAND[0], help=extract_cli.COMMAND[1])
+    extract_cli.add_arguments(p)
+    p.set_defaults(func=extract_cli.run)
+
     p = sub.add_parser("demo", help="offline demo on the shipped model and corpus: DIR/report.html")
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--device")

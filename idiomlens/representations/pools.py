@@ -26,31 +26,9 @@ from torch import Tensor
 
 from ..data.align import AlignedExample
 from ..data.batching import Batch
+from .names import POOLS, SITES, SPAN_POOLS
 
 __all__ = ["SITES", "POOLS", "SPAN_POOLS", "site_hook", "site_affine", "site_layers", "pool_batch"]
-
-#: Site name -> hook point template (``norm`` is special-cased, see :func:`site_hook`).
-SITES: dict[str, str] = {
-    "resid_pre": "blocks.{l}.hook_resid_pre",
-    "resid_mid": "blocks.{l}.hook_resid_mid",
-    "resid_post": "blocks.{l}.hook_resid_post",
-    "norm": "blocks.{l}.ln1.hook_normalized",
-    "attn_out": "blocks.{l}.hook_attn_out",
-    "mlp_out": "blocks.{l}.hook_mlp_out",
-}
-
-#: Pool name -> what one row is.
-POOLS: dict[str, str] = {
-    "last": "the last real token (T-1)",
-    "idiom_last": "the idiom's last token (e)",
-    "mean": "the mean over p0..T-1 (BOS excluded)",
-    "idiom": "the mean over the idiom span I",
-    "literal": "the mean over the literal set L",
-    "tokens": "every token p0..T-1 as its own row",
-}
-
-#: Pools that need a marked idiom span (not available for plain text corpora).
-SPAN_POOLS = ("idiom_last", "idiom", "literal")
 
 
 def check_site_pool(site: str, pool: str) -> None:

@@ -51,7 +51,9 @@ def _hf_states(hf, family, tokens):
         for h in handles:
             h.remove()
     n = len(layers)
-    states = {site: {} for site in ("resid_pre", "resid_post", "resid_mid", "norm", "attn_out", "mlp_out")}
+    states = {
+        site: {} for site in ("resid_pre", "resid_post", "resid_mid", "norm", "attn_out", "mlp_out")
+    }
     for (site, layer), value in caught.items():
         states[site][layer] = value
     for layer in range(n):
@@ -83,14 +85,18 @@ def _pool(h, ex, pool):
 def setup(request, tmp_path_factory, corpus):
     family = request.param
     hf = build_hf(family, seed=2)
-    model = load_model(save_checkpoint(hf, tmp_path_factory.mktemp(family)), processing=NO_PROCESSING)
+    model = load_model(
+        save_checkpoint(hf, tmp_path_factory.mktemp(family)), processing=NO_PROCESSING
+    )
     aligned = prepare(model, corpus)
     states = [_hf_states(hf, family, list(ex.tokens)) for ex in aligned]
     return family, model, aligned, states
 
 
 def _expected(aligned, states, site, layer, pool):
-    return torch.cat([_pool(st[site][layer], ex, pool) for ex, st in zip(aligned, states, strict=True)])
+    return torch.cat(
+        [_pool(st[site][layer], ex, pool) for ex, st in zip(aligned, states, strict=True)]
+    )
 
 
 @pytest.mark.parametrize("pool", list(POOLS))
@@ -104,7 +110,9 @@ def test_equals_hf_for_every_pool(setup, corpus, site, pool):
     for layer in reps.layers:
         got = reps.vectors(layer)
         assert got.dtype == torch.float32
-        torch.testing.assert_close(got, _expected(aligned, states, site, layer, pool), atol=ATOL, rtol=0)
+        torch.testing.assert_close(
+            got, _expected(aligned, states, site, layer, pool), atol=ATOL, rtol=0
+        )
 
 
 @pytest.mark.parametrize("site", ["resid_post", "resid_mid", "attn_out", "mlp_out"])
@@ -139,7 +147,9 @@ def test_corpus_order_is_kept(setup, corpus):
     family, model, aligned, states = setup
     order = torch.randperm(len(corpus), generator=torch.Generator().manual_seed(0)).tolist()
     shuffled = corpus.select([corpus.ids[i] for i in order])
-    reps = extract(model, shuffled, site="resid_pre", layers=[0], pool="mean", batch_tokens=50, progress=False)
+    reps = extract(
+        model, shuffled, site="resid_pre", layers=[0], pool="mean", batch_tokens=50, progress=False
+    )
     assert reps.ids == shuffled.ids
     assert reps.labels["label"] == tuple(corpus[i].label for i in order)
     want = _expected(aligned, states, "resid_pre", 0, "mean")[order]
@@ -152,7 +162,9 @@ def test_token_rows_carry_ids_positions_and_labels(setup, corpus):
     want_tokens = [t for ex in aligned for t in ex.tokens[ex.p0 :]]
     assert reps.token_ids.tolist() == want_tokens
     assert reps.positions.tolist() == [p for ex in aligned for p in range(ex.p0, len(ex))]
-    assert [reps.ids[i] for i in reps.example_index.tolist()] == [ex.id for ex in aligned for _ in ex.tokens[ex.p0 :]]
+    assert [reps.ids[i] for i in reps.example_index.tolist()] == [
+        ex.id for ex in aligned for _ in ex.tokens[ex.p0 :]
+    ]
     assert reps.labels["label"] == tuple(ex.label for ex in aligned for _ in ex.tokens[ex.p0 :])
     assert reps.labels["token"][0] == model.tokenizer.decode([want_tokens[0]])
     assert reps.n_rows == reps.vectors(0).shape[0] == len(want_tokens)
