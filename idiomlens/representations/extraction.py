@@ -35,9 +35,10 @@ from ..engine import Collector, Site, iter_collect, prepare, run_meta
 from ..engine.provenance import corpus_hash
 from .pools import (
     SPAN_POOLS,
+    apply_pool,
     check_examples,
     check_site_pool,
-    pool_batch,
+    prepare_pool,
     site_affine,
     site_hook,
     site_layers,
@@ -68,11 +69,20 @@ class _Plan:
             for layer in self.layers
         ]
         finish = partial(_finish_tokens, plan=self) if self.pool == "tokens" else _finish
-        return Collector(sites=sites, finish=finish, desc=f"extract {self.site}")
+        return Collector(
+            sites=sites,
+            setup=partial(_setup, pool=self.pool),
+            finish=finish,
+            desc=f"extract {self.site}",
+        )
+
+
+def _setup(batch: Batch, *, pool: str) -> dict:
+    return {"_pool": prepare_pool(batch, pool)}  # once per batch, shared by every layer
 
 
 def _reduce(act: Tensor, batch: Batch, state: dict, *, key: str, plan: _Plan, layer: int) -> None:
-    rows = pool_batch(act, batch, plan.pool)  # float32, on the device
+    rows = apply_pool(act, state["_pool"], plan.pool)  # float32, on the device
     w, b = plan.affine[layer]
     if w is not None:
         rows = rows * w
@@ -82,13 +92,13 @@ def _reduce(act: Tensor, batch: Batch, state: dict, *, key: str, plan: _Plan, la
 
 
 def _finish(batch: Batch, state: dict, logits: Any) -> dict:
-    return state
+    return {k: v for k, v in state.items() if not k.startswith("_")}
 
 
 def _finish_tokens(batch: Batch, state: dict, logits: Any, *, plan: _Plan) -> dict:
     """Token rows -> one ``[T_b - p0, d]`` CPU tensor per example (one transfer per layer)."""
     counts = (batch.lengths - batch.p0).tolist()
-    return {k: list(v.cpu().split(counts)) for k, v in state.items()}
+    return {k: list(v.cpu().split(counts)) for k, v in _finish(batch, state, logits).items()}
 
 
 def _storage_dtype(dtype: Any) -> torch.dtype:

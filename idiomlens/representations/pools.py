@@ -28,7 +28,17 @@ from ..data.align import AlignedExample
 from ..data.batching import Batch
 from .names import POOLS, SITES, SPAN_POOLS
 
-__all__ = ["SITES", "POOLS", "SPAN_POOLS", "site_hook", "site_affine", "site_layers", "pool_batch"]
+__all__ = [
+    "SITES",
+    "POOLS",
+    "SPAN_POOLS",
+    "site_hook",
+    "site_affine",
+    "site_layers",
+    "pool_batch",
+    "prepare_pool",
+    "apply_pool",
+]
 
 
 def check_site_pool(site: str, pool: str) -> None:
@@ -140,6 +150,34 @@ def check_examples(aligned: Sequence[AlignedExample], pool: str) -> None:
                 raise ValueError(f"example {ex.id!r} has no token after BOS")
 
 
+def prepare_pool(batch: Batch, pool: str) -> Tensor:
+    """What :func:`apply_pool` needs for ``batch``, computed once for all layers: row
+    indices ``[batch]`` (``last``, ``idiom_last``), normalised weights ``[batch, pos]``
+    (``mean``, ``idiom``, ``literal``) or the token mask ``[batch, pos]`` (``tokens``)."""
+    if pool == "last":
+        return batch.offsets + batch.lengths - 1
+    if pool == "idiom_last":
+        return batch.spans[:, 1]
+    if pool == "tokens":
+        return batch.scored_mask()
+    masks = {"mean": batch.scored_mask, "idiom": batch.idiom_mask, "literal": batch.literal_mask}
+    if pool not in masks:
+        raise ValueError(f"unknown pool {pool!r}; pools: {', '.join(POOLS)}")
+    weights = masks[pool]().float()
+    return weights / weights.sum(1, keepdim=True)
+
+
+def apply_pool(
+    act: Float[Tensor, "batch pos d_model"], prepared: Tensor, pool: str
+) -> Float[Tensor, "row d_model"]:
+    """Pool ``act`` with :func:`prepare_pool`'s output, on ``act``'s device, in float32."""
+    if pool in ("last", "idiom_last"):
+        return act[torch.arange(act.shape[0], device=act.device), prepared].float()
+    if pool == "tokens":
+        return act[prepared].float()
+    return torch.bmm(prepared[:, None, :], act.float()).squeeze(1)  # [batch, d_model]
+
+
 def pool_batch(
     act: Float[Tensor, "batch pos d_model"], batch: Batch, pool: str
 ) -> Float[Tensor, "row d_model"]:
@@ -160,16 +198,4 @@ def pool_batch(
     >>> pool_batch(act, batch, "mean").item() == sum(range(1, len(al))) / (len(al) - 1)
     True
     """
-    rows = torch.arange(batch.size, device=act.device)
-    if pool == "last":
-        return act[rows, batch.offsets + batch.lengths - 1].float()
-    if pool == "idiom_last":
-        return act[rows, batch.spans[:, 1]].float()
-    if pool == "tokens":
-        return act[batch.scored_mask()].float()
-    mask = {"mean": batch.scored_mask, "idiom": batch.idiom_mask, "literal": batch.literal_mask}
-    if pool not in mask:
-        raise ValueError(f"unknown pool {pool!r}; pools: {', '.join(POOLS)}")
-    weights = mask[pool]().float()  # [batch, pos]
-    weights = weights / weights.sum(1, keepdim=True)
-    return torch.bmm(weights[:, None, :], act.float()).squeeze(1)  # [batch, d_model]
+    return apply_pool(act, prepare_pool(batch, pool), pool)
