@@ -35,6 +35,10 @@ _EXPORTS: dict[str, str] = {
     "load_epie": "idiomlens.data",
     "load_corpus": "idiomlens.data",
     "demo_corpus": "idiomlens.data",
+    "TextExample": "idiomlens.data",
+    "TextCorpus": "idiomlens.data",
+    "load_texts": "idiomlens.data",
+    "few_shot_prompts": "idiomlens.data",
     # scoring
     "score_heads": "idiomlens.scoring",
     "score_heads_both": "idiomlens.scoring",
@@ -85,6 +89,9 @@ _EXPORTS: dict[str, str] = {
     "geometry": "idiomlens.representations.geometry",
     "GeometryResult": "idiomlens.representations.geometry",
     "GeometryConfig": "idiomlens.representations.geometry",
+    # representations
+    "extract": "idiomlens.representations",
+    "Representations": "idiomlens.representations",
     # runs
     "run_analysis": "idiomlens.runs",
     # viz

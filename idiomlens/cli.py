@@ -53,6 +53,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "idiomlens.training.finetune.cli",
     "idiomlens.validation.command",
     "idiomlens.representations.geometry.cli",
+    "idiomlens.representations.cli",
 )
 
 

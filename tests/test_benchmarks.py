@@ -16,6 +16,10 @@ CASES = {
         ["ratio to bare", "thesis-style naive loop", "naive loop with list copies"],
     ),
     "bench_runs.py": (["--n", "40", "--chunk-size", "10"], ["reuse/first", "resume/first"]),
+    "bench_representations.py": (
+        ["--n", "12", "--repeats", "1", "--small", "--threads", "1"],
+        ["norm/last", "(disk)", "x"],
+    ),
 }
 
 

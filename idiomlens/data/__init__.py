@@ -14,7 +14,9 @@ from .demo import demo_corpus
 from .detok import detokenize
 from .epie import EPIE_SPLITS, load_epie
 from .example import IdiomCorpus, IdiomExample
+from .fewshot import few_shot_prompts
 from .readers import load_corpus
+from .texts import TextCorpus, TextExample, load_texts
 
 __all__ = [
     "IdiomExample",
@@ -34,4 +36,8 @@ __all__ = [
     "load_epie",
     "load_corpus",
     "demo_corpus",
+    "TextExample",
+    "TextCorpus",
+    "load_texts",
+    "few_shot_prompts",
 ]

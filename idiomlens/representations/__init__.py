@@ -1,6 +1,7 @@
 """Representations: extraction, projections, layer geometry and probes.
 
-Names are imported lazily (``import idiomlens.representations.geometry.cli`` stays torch-free).
+Names are imported lazily (``import idiomlens.representations.cli`` and
+``idiomlens.representations.geometry.cli`` stay torch-free).
 ``idiomlens.representations.geometry`` is the geometry subpackage; its ``geometry()``
 convenience is ``idiomlens.geometry`` / ``idiomlens.representations.geometry.geometry``.
 """
@@ -12,6 +13,10 @@ from typing import Any
 
 _EXPORTS: dict[str, str] = {
     "Representations": ".result",
+    "extract": ".extraction",
+    "STORAGE_DTYPES": ".extraction",
+    "SITES": ".names",
+    "POOLS": ".names",
     "intrinsic_dimension": ".geometry",
     "neighbourhood_overlap": ".geometry",
     "label_overlap": ".geometry",

@@ -153,6 +153,52 @@ class Representations:
             self._tensors[layer] = load_file(self._root / LAYER_FILE(layer))["vectors"]
         return self._tensors[layer]
 
+    def to_dataframe(self) -> Any:
+        """One row per vector row: ``row_id``, ``id`` (the example's), every label, and
+        ``token_id`` / ``position`` for token rows (no vectors; see :meth:`project`)."""
+        import pandas as pd
+
+        if self.example_index is None:
+            data: dict[str, Any] = {"row_id": list(self.ids), "id": list(self.ids)}
+        else:
+            data = {
+                "row_id": list(self.row_ids),
+                "id": [self.ids[e] for e in self.example_index.tolist()],
+                "token_id": self.token_ids.tolist(),
+                "position": self.positions.tolist(),
+            }
+        for name, values in self.labels.items():
+            data.setdefault(name, list(values))
+        return pd.DataFrame(data)
+
+    def project(
+        self, layer: int, method: str = "pca", dims: int = 2, *, seed: int = 0, **kwargs: Any
+    ) -> Any:
+        """Project ``layer``'s rows to ``dims`` dimensions: a DataFrame of
+        :meth:`to_dataframe` plus columns ``x``, ``y`` (``z``, ...), ``layer``, ``method``.
+
+        ``method``: ``"pca"`` (``torch.pca_lowrank``, centred, exact rank), ``"tsne"``
+        (scikit-learn), ``"umap"`` (``umap-learn``, if installed). See
+        :func:`idiomlens.representations.project.project`.
+        """
+        from .project import project
+
+        return project(self, layer, method=method, dims=dims, seed=seed, **kwargs)
+
+    def plot(
+        self,
+        label: str | None = None,
+        *,
+        method: str = "pca",
+        layers: Sequence[int] | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """A plotly scatter of the projected rows coloured by ``label``, with a layer
+        slider (see :func:`idiomlens.viz.representations.plot_projection`)."""
+        from ..viz.representations import plot_projection
+
+        return plot_projection(self, label=label, method=method, layers=layers, **kwargs)
+
     def __repr__(self) -> str:
         return (
             f"Representations(site={self.site!r}, pool={self.pool!r}, layers={self.layers}, "
@@ -176,19 +222,23 @@ class Representations:
                 },
                 path / TOKENS_FILE,
             )
-        atomic_write_json(
-            path / INDEX_FILE,
-            {
-                "type": "Representations",
-                "layers": list(self.layers),
-                "ids": list(self.ids),
-                "site": self.site,
-                "pool": self.pool,
-                "meta": self.meta,
-                "labels": {k: list(v) for k, v in self.labels.items()},
-            },
-        )
+        atomic_write_json(path / INDEX_FILE, self.index_dict())
         return path
+
+    def index_dict(
+        self, *, ids: Sequence[str] | None = None, labels: Mapping[str, Sequence[Any]] | None = None
+    ) -> dict[str, Any]:
+        """The JSON index of a saved folder (``ids`` / ``labels`` replace this object's)."""
+        labels = self.labels if labels is None else labels
+        return {
+            "type": "Representations",
+            "layers": list(self.layers),
+            "ids": list(self.ids if ids is None else ids),
+            "site": self.site,
+            "pool": self.pool,
+            "meta": self.meta,
+            "labels": {k: list(v) for k, v in labels.items()},
+        }
 
     @classmethod
     def load(cls, path: str | Path) -> Representations:
