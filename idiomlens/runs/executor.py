@@ -21,6 +21,8 @@ import torch
 
 from idiomlens._io import Result
 
+from ..data.batching import DEFAULT_BATCH_TOKENS
+from ..engine.collect import is_out_of_memory
 from .distributed import DistContext, distributed_context, shard_context
 from .registry import Analysis, resolve_analysis
 from .spec import RunSpec, model_identity
@@ -29,9 +31,6 @@ from .store import ResultStore, StoreMismatch
 __all__ = ["run_analysis", "plan_chunks", "is_out_of_memory", "OutOfMemoryBudget"]
 
 log = logging.getLogger(__name__)
-
-#: The token budget assumed when the caller gives none (``iter_batches``'s default).
-DEFAULT_BATCH_TOKENS = 8192
 
 
 class OutOfMemoryBudget(RuntimeError):
@@ -50,14 +49,6 @@ def plan_chunks(n_examples: int, chunk_size: int) -> list[tuple[int, int, int]]:
         (i, s, min(s + chunk_size, n_examples))
         for i, s in enumerate(range(0, n_examples, chunk_size))
     ]
-
-
-def is_out_of_memory(err: BaseException) -> bool:
-    """Whether ``err`` is a CUDA (or other accelerator) out-of-memory error."""
-    oom_type = getattr(torch.cuda, "OutOfMemoryError", None)
-    if oom_type is not None and isinstance(err, oom_type):
-        return True
-    return isinstance(err, RuntimeError) and "out of memory" in str(err).lower()
 
 
 @dataclass

@@ -71,6 +71,7 @@ def patch_corpus(
         ``PatchingResult`` with ``effects [layer, head]`` (or ``[layer, pos, head]``) and the
         pair ids of the pairs used.
     """
+    from idiomlens.engine import model_device
     from idiomlens.interventions import PatchingResult, make_patching_pairs, patch_heads
 
     try:
@@ -88,7 +89,7 @@ def patch_corpus(
                 len(pairs),
             )
         groups = [largest]
-    device = model.cfg.device
+    device = model_device(model)
     parts = []
     for g in groups:
         clean, corrupted = g.clean_tokens.to(device), g.corrupted_tokens.to(device)
