@@ -49,7 +49,9 @@ def model_meta(model: Any) -> dict[str, Any]:
     }
 
 
-def run_meta(model: Any, aligned: Sequence[AlignedExample] | Tensor, **params: Any) -> dict[str, Any]:
+def run_meta(
+    model: Any, aligned: Sequence[AlignedExample] | Tensor, **params: Any
+) -> dict[str, Any]:
     """The ``meta`` of a result computed by ``model`` on ``aligned`` with ``params``.
 
     >>> from idiomlens.models import tiny_model
