@@ -273,9 +273,9 @@ def run_analysis(
         return final
 
     if entry.check_alignment:  # tokenising is cheap: fail before any compute
-        from idiomlens.data import align
+        from idiomlens.engine import prepare
 
-        align(corpus, model)
+        prepare(model, corpus)
     plan = plan_chunks(len(corpus), chunk_size if entry.chunked else len(corpus))
     kwargs = _chunk_kwargs(entry, params, corpus)
     budget = None
