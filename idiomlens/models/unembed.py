@@ -10,8 +10,8 @@ final residual stream) finish the computation themselves. They do it here, exact
 >>> from idiomlens.models import tiny_model
 >>> model = tiny_model()
 >>> tokens = torch.tensor([[0, 5, 6]])
->>> _, cache = model.run_with_cache(tokens, names_filter=["blocks.1.hook_resid_post"])
->>> logits = unembed(model, final_norm(model, cache["blocks.1.hook_resid_post"]))
+>>> resid = model(tokens, stop_at_layer=model.cfg.n_layers)   # the final residual stream
+>>> logits = unembed(model, final_norm(model, resid))
 >>> torch.allclose(logits, model(tokens), atol=1e-5)
 True
 """
