@@ -14,15 +14,19 @@ logit-difference mode)::
 ``b_ln . u`` is counted in ``bias``. Attribution of a component = its term of the sum, so
 components + ``b_U[t]`` equal the logit exactly.
 
-Cost: one forward per batch with ``hook_z``/``hook_mlp_out``/embeddings/scale cached; the
-projection dots activations with the per-position direction (``z_h . (W_O[h] @ u)``), so
-``[component, batch, pos, d_model]`` and ``z[..., None] * W_O`` are never built.
+Cost: one forward per batch, stopped after the final norm's scale (the unembedding is
+never run). Each component's term is computed inside its hook (:func:`dla_sites`) by
+dotting the activation with the per-position direction (``z_h . (W_O[h] @ u)``), so no
+activation is kept and ``[component, batch, pos, d_model]`` and ``z[..., None] * W_O``
+are never built. The model's own logit is read from the final residual through the
+model's head (:mod:`idiomlens.models.unembed`).
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from functools import partial
 from typing import Any
 
 import einops
@@ -30,9 +34,25 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from ..models.sites import ln_final_scale_hook, mlp_out_hook, resid_pre_hook, z_hook
+from ..engine import Site, forward, site_hooks
+from ..models.sites import (
+    ln_final_scale_hook,
+    mlp_out_hook,
+    resid_post_hook,
+    resid_pre_hook,
+    z_hook,
+)
+from ..models.unembed import final_norm, unembed_columns
 
-__all__ = ["component_labels", "attribute_components", "unembed_directions", "dla_forward"]
+__all__ = [
+    "component_labels",
+    "attribute_components",
+    "unembed_directions",
+    "dla_forward",
+    "dla_sites",
+    "dla_state",
+    "dla_outputs",
+]
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +119,18 @@ def unembed_directions(
     return u, ln_bias_logit, b_u
 
 
+def _vector_term(x: Tensor, dirs: Tensor) -> Tensor:
+    """``x . dirs`` per position, ``[batch, pos, 1]`` (float32)."""
+    return einops.einsum(x.float(), dirs, "b p d, b p d -> b p")[..., None]
+
+
+def _head_terms(z: Tensor, W_O: Tensor, dirs: Tensor) -> Tensor:
+    """Each head's ``z_h . (W_O[h] @ dirs)`` per position, ``[batch, pos, head]``."""
+    # project the direction back through W_O: [batch, pos, head, d_head], the size of z
+    back = einops.einsum(W_O.float(), dirs, "h e d, b p d -> b p h e")
+    return einops.einsum(z.float(), back, "b p h e, b p h e -> b p h")
+
+
 def attribute_components(
     dirs: Float[Tensor, "batch pos d_model"],
     scale: Float[Tensor, "batch pos 1"],
@@ -127,35 +159,117 @@ def attribute_components(
         ``[batch, pos, component]`` in :func:`component_labels` order; summed over
         components plus the ``b_U`` term it is the logit (difference).
     """
-    parts = [einops.einsum(embed.float(), dirs, "b p d, b p d -> b p")[..., None]]
+    parts = [_vector_term(embed, dirs)]
     if pos_embed is not None:
-        parts.append(einops.einsum(pos_embed.float(), dirs, "b p d, b p d -> b p")[..., None])
+        parts.append(_vector_term(pos_embed, dirs))
     for layer, z_l in enumerate(z):
-        # project the direction back through W_O: [batch, pos, head, d_head], the size of z
-        back = einops.einsum(W_O[layer].float(), dirs, "h e d, b p d -> b p h e")
-        parts.append(einops.einsum(z_l.float(), back, "b p h e, b p h e -> b p h"))
+        parts.append(_head_terms(z_l, W_O[layer], dirs))
         if mlp_out is not None:
-            parts.append(
-                einops.einsum(mlp_out[layer].float(), dirs, "b p d, b p d -> b p")[..., None]
-            )
-    parts.append((dirs @ bias.float())[..., None])
+            parts.append(_vector_term(mlp_out[layer], dirs))
+    return _combine(parts, dirs, bias, scale, ln_bias_logit)
+
+
+def _combine(parts, dirs, bias, scale, ln_bias_logit) -> Tensor:  # type: ignore[no-untyped-def]
+    parts = [*parts, (dirs @ bias.float())[..., None]]
     attr = torch.cat(parts, dim=-1) / scale.float()
     attr[..., -1] += ln_bias_logit
     return attr
 
 
-def _cache_names(model: Any, norm: str | None) -> list[str]:
-    names = [resid_pre_hook(0)] + (["hook_pos_embed"] if _has_pos_embed(model) else [])
-    for layer in range(model.cfg.n_layers):
-        names.append(z_hook(layer))
-        if not model.cfg.attn_only:
-            names.append(mlp_out_hook(layer))
-    names.append(
-        "ln_final.hook_normalized" if norm else f"blocks.{model.cfg.n_layers - 1}.hook_resid_post"
-    )
+# --------------------------------------------------------------------------- the forward
+
+
+def dla_state(
+    model: Any,
+    targets: Int[Tensor, "batch pos"],
+    distractors: Int[Tensor, "batch pos"] | None = None,
+) -> dict[str, Any]:
+    """The per-batch state :func:`dla_sites` write into: directions and the terms so far."""
+    dirs, ln_bias_logit, b_u = unembed_directions(model, targets, distractors)
+    return {
+        "_dirs": dirs,
+        "_ln_bias_logit": ln_bias_logit,
+        "_b_u": b_u,
+        "_targets": targets,
+        "_distractors": distractors,
+        "_terms": {},
+    }
+
+
+def _keep(act: Tensor, batch: Any, state: dict[str, Any], *, key: str) -> None:
+    state[key] = act
+
+
+def _on_embed(resid: Tensor, batch: Any, state: dict[str, Any]) -> None:
+    pos_embed = state.get("_pos_embed")  # hook_pos_embed fires before resid_pre 0
+    embed = resid - pos_embed if pos_embed is not None else resid
+    state["_terms"]["embed"] = _vector_term(embed, state["_dirs"])
+    if pos_embed is not None:
+        state["_terms"]["pos_embed"] = _vector_term(pos_embed, state["_dirs"])
+
+
+def _on_z(z: Tensor, batch: Any, state: dict[str, Any], *, layer: int, W_O: Tensor) -> None:
+    state["_terms"][z_hook(layer)] = _head_terms(z, W_O, state["_dirs"])
+
+
+def _on_mlp(out: Tensor, batch: Any, state: dict[str, Any], *, layer: int, b_out) -> None:  # type: ignore[no-untyped-def]
+    state["_terms"][mlp_out_hook(layer)] = _vector_term(out.float() - b_out, state["_dirs"])
+
+
+def _b_outs(model: Any) -> list[Tensor]:
+    zero = torch.zeros_like(model.blocks[0].attn.b_O.float()[0])
+    outs = [getattr(b.mlp, "b_out", None) for b in model.blocks]
+    return [zero if b is None else b.float() for b in outs]
+
+
+def dla_sites(model: Any) -> list[Site]:
+    """Engine sites that compute every component's term inside the forward.
+
+    They write into a :func:`dla_state`; :func:`dla_outputs` then assembles the result.
+    The last site is the final norm's scale (or the last residual without a final norm).
+    """
+    norm = _final_norm(model)
+    n_layers = model.cfg.n_layers
+    sites = []
+    if _has_pos_embed(model):
+        sites.append(Site("hook_pos_embed", partial(_keep, key="_pos_embed")))
+    sites.append(Site(resid_pre_hook(0), _on_embed))
+    b_outs = None if model.cfg.attn_only else _b_outs(model)
+    for layer in range(n_layers):
+        W_O = model.blocks[layer].attn.W_O
+        sites.append(Site(z_hook(layer), partial(_on_z, layer=layer, W_O=W_O)))
+        if b_outs is not None:
+            sites.append(
+                Site(mlp_out_hook(layer), partial(_on_mlp, layer=layer, b_out=b_outs[layer]))
+            )
+    sites.append(Site(resid_post_hook(n_layers - 1), partial(_keep, key="_final")))
     if norm:
-        names.append(ln_final_scale_hook())
-    return names
+        sites.append(Site(ln_final_scale_hook(), partial(_keep, key="_scale")))
+    return sites
+
+
+def dla_outputs(
+    model: Any, state: dict[str, Any]
+) -> tuple[
+    Float[Tensor, "batch pos component"], Float[Tensor, "batch pos"], Float[Tensor, "batch pos"]
+]:
+    """``(attributions, logits, b_U term)`` from a state filled by :func:`dla_sites`."""
+    terms, dirs = state["_terms"], state["_dirs"]
+    parts = [terms["embed"]] + ([terms["pos_embed"]] if "pos_embed" in terms else [])
+    for layer in range(model.cfg.n_layers):
+        parts.append(terms[z_hook(layer)])
+        if not model.cfg.attn_only:
+            parts.append(terms[mlp_out_hook(layer)])
+    bias = sum(b.attn.b_O.float() for b in model.blocks)
+    if not model.cfg.attn_only:
+        bias = bias + sum(_b_outs(model))
+    scale = state.get("_scale")
+    if scale is None:
+        scale = torch.ones_like(dirs[..., :1])
+    attr = _combine(parts, dirs, bias, scale, state["_ln_bias_logit"])
+    normed = final_norm(model, state["_final"])
+    logits = unembed_columns(model, normed, state["_targets"], state["_distractors"])
+    return attr, logits, state["_b_u"]
 
 
 def dla_forward(
@@ -171,45 +285,12 @@ def dla_forward(
 
     Returns ``(attributions [batch, pos, component], logits [batch, pos], b_U term
     [batch, pos])``, where ``logits`` is the model's own logit (difference) at each
-    position, read from the final normalised residual (the full ``[batch, pos, d_vocab]``
-    logits are never built). Positions whose target is meaningless (padding) still get
-    numbers; callers mask them.
+    position, read from the final residual through the model's head (the full
+    ``[batch, pos, d_vocab]`` logits are never built). Positions whose target is
+    meaningless (padding) still get numbers; callers mask them. One
+    :func:`~idiomlens.engine.forward`, stopped after the final norm's scale.
     """
-    norm = _final_norm(model)
-    names = _cache_names(model, norm)
     with torch.no_grad():
-        _, cache = model.run_with_cache(
-            tokens, names_filter=lambda n: n in names, return_type=None, **forward_kwargs
-        )
-        dirs, ln_bias_logit, b_u = unembed_directions(model, targets, distractors)
-        n_layers = model.cfg.n_layers
-        pos_embed = cache["hook_pos_embed"] if _has_pos_embed(model) else None
-        embed = cache[resid_pre_hook(0)] - (pos_embed if pos_embed is not None else 0)
-        mlp_out = None
-        bias = sum(b.attn.b_O.float() for b in model.blocks)
-        if not model.cfg.attn_only:
-            b_outs = [getattr(b.mlp, "b_out", None) for b in model.blocks]
-            b_outs = [torch.zeros_like(bias) if b is None else b.float() for b in b_outs]
-            mlp_out = [cache[mlp_out_hook(i)].float() - b_outs[i] for i in range(n_layers)]
-            bias = bias + sum(b_outs)
-        scale = cache[ln_final_scale_hook()] if norm else torch.ones_like(tokens[..., None]).float()
-        attr = attribute_components(
-            dirs,
-            scale,
-            embed,
-            pos_embed,
-            [cache[z_hook(i)] for i in range(n_layers)],
-            [b.attn.W_O for b in model.blocks],
-            mlp_out,
-            bias,
-            ln_bias_logit,
-        )
-        final = cache[names[-2] if norm else names[-1]].float()
-        if norm:  # hook_normalized is taken before ln_final's weight and bias
-            ln_w, ln_b = getattr(model.ln_final, "w", None), getattr(model.ln_final, "b", None)
-            final = final * (ln_w.float() if ln_w is not None else 1.0)
-            final = final + (ln_b.float() if ln_b is not None else 0.0)
-        w_u = model.W_U.T
-        u = w_u[targets].float() - (w_u[distractors].float() if distractors is not None else 0)
-        logits = einops.einsum(final, u, "b p d, b p d -> b p") + b_u
-    return attr, logits, b_u
+        state = dla_state(model, targets, distractors)
+        forward(model, tokens, site_hooks(dla_sites(model), None, state), **forward_kwargs)
+        return dla_outputs(model, state)

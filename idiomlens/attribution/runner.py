@@ -1,4 +1,5 @@
-"""Drive :func:`~idiomlens.attribution.dla.dla_forward` over a corpus or a prompt batch."""
+"""Drive direct logit attribution (:mod:`idiomlens.attribution.dla`) over a corpus on the
+engine, or over a prompt batch with one forward."""
 
 from __future__ import annotations
 
@@ -9,30 +10,51 @@ from typing import Any
 import torch
 from jaxtyping import Int
 from torch import Tensor
-from tqdm.auto import tqdm
 
-from ..data.align import AlignedExample, align
-from ..data.batching import iter_batches
-from .dla import component_labels, dla_forward
+from ..data.batching import Batch
+from ..engine import Collector, collect, model_device, prepare, run_meta
+from .dla import component_labels, dla_forward, dla_outputs, dla_sites, dla_state
 from .result import DLAResult
 
-__all__ = ["direct_logit_attribution", "logit_diff_attribution", "aligned_corpus"]
+__all__ = ["direct_logit_attribution", "logit_diff_attribution", "dla_collector"]
 
 log = logging.getLogger(__name__)
 
 GROUPS = ("idiom", "literal")
 
 
-def aligned_corpus(model: Any, corpus: Iterable[Any]) -> list[AlignedExample]:
-    """``corpus`` aligned to ``model``'s tokenizer (already aligned examples pass through)."""
-    items = list(corpus)
-    if items and all(isinstance(x, AlignedExample) for x in items):
-        return items
-    return list(align(items, model))
+def _group_weights(batch: Batch) -> Tensor:
+    """``[batch, pos, group]`` 1 where position ``p``'s target ``x_{p+1}`` is an idiom /
+    literal token (the target of position ``p`` is the next token)."""
+    real = batch.real_mask()
+    nxt = torch.zeros_like(real)
+    nxt[:, :-1] = True
+    groups = torch.stack([batch.idiom_mask(), batch.literal_mask()], dim=-1)
+    return (torch.roll(groups, -1, dims=1) & (real & nxt)[..., None]).float()
 
 
-def _model_device(model: Any) -> torch.device:
-    return model.W_U.device
+def dla_collector(model: Any) -> Collector:
+    """The engine spec of next-token DLA: per batch and example, the attributions
+    ``[component, group]``, the model's logit, the ``b_U`` term (group means) and the
+    number of positions per group."""
+
+    def setup(batch: Batch) -> dict[str, Any]:
+        state = dla_state(model, torch.roll(batch.tokens, -1, dims=1))
+        state["_weights"] = _group_weights(batch)
+        return state
+
+    def finish(batch: Batch, state: dict[str, Any], logits: Any) -> dict[str, Tensor]:
+        attr, logit, b_u = dla_outputs(model, state)
+        weights = state["_weights"]
+        count = weights.sum(1)  # [batch, group]; 0 -> NaN mean (0 / 0)
+        return {
+            "attributions": torch.einsum("bpc,bpg->bcg", attr, weights) / count[:, None, :],
+            "logits": torch.einsum("bp,bpg->bg", logit, weights) / count,
+            "unembed_bias": torch.einsum("bp,bpg->bg", b_u, weights) / count,
+            "counts": count.long(),
+        }
+
+    return Collector(sites=dla_sites(model), setup=setup, finish=finish, desc="DLA")
 
 
 def direct_logit_attribution(
@@ -54,7 +76,8 @@ def direct_logit_attribution(
     Args:
         model: a ``HookedTransformer`` with a tokenizer.
         corpus: an :class:`~idiomlens.IdiomCorpus` (or aligned examples).
-        batch_tokens: padded-token budget per forward (default 8192).
+        batch_tokens: padded-token budget per forward (default
+            :data:`~idiomlens.engine.DEFAULT_BATCH_TOKENS`).
         padding_side: ``"right"`` or ``"left"`` (results are the same).
         progress: show a progress bar.
 
@@ -72,44 +95,29 @@ def direct_logit_attribution(
     >>> res.max_error() < 1e-4
     True
     """
-    aligned = aligned_corpus(model, corpus)
-    labels = component_labels(model)
-    n_ex = len(aligned)
-    attributions = torch.full((n_ex, len(labels), len(GROUPS)), float("nan"))
-    logits = torch.full((n_ex, len(GROUPS)), float("nan"))
-    unembed_bias = torch.full((n_ex, len(GROUPS)), float("nan"))
-    counts = torch.zeros((n_ex, len(GROUPS)), dtype=torch.long)
-    batches = iter_batches(
-        aligned, batch_tokens=batch_tokens, padding_side=padding_side, device=_model_device(model)
+    aligned = prepare(model, corpus, what="direct_logit_attribution")
+    out = collect(
+        model,
+        aligned,
+        dla_collector(model),
+        batch_tokens=batch_tokens,
+        padding_side=padding_side,
+        progress=progress,
     )
-    for batch in tqdm(batches, desc="DLA", disable=not progress, unit="batch"):
-        # target of position p is x_{p+1}; groups are decided by the target's membership
-        targets = torch.roll(batch.tokens, -1, dims=1)
-        real = batch.real_mask()
-        nxt = torch.zeros_like(real)
-        nxt[:, :-1] = True
-        groups = torch.stack([batch.idiom_mask(), batch.literal_mask()], dim=-1)
-        groups = torch.roll(groups, -1, dims=1) & (real & nxt)[..., None]  # [batch, pos, group]
-        attr, logit, b_u = dla_forward(model, batch.tokens, targets, **batch.forward_kwargs())
-        weights = groups.float()
-        count = weights.sum(1)  # [batch, group]; 0 -> NaN mean (0 / 0)
-        attributions[batch.indices.cpu()] = (
-            torch.einsum("bpc,bpg->bcg", attr, weights) / count[:, None, :]
-        ).cpu()
-        logits[batch.indices.cpu()] = (torch.einsum("bp,bpg->bg", logit, weights) / count).cpu()
-        unembed_bias[batch.indices.cpu()] = (torch.einsum("bp,bpg->bg", b_u, weights) / count).cpu()
-        counts[batch.indices.cpu()] = count.long().cpu()
     return DLAResult(
-        ids=tuple(a.id for a in aligned),
-        labels=labels,
+        ids=out.ids,
+        labels=component_labels(model),
         groups=GROUPS,
-        attributions=attributions,
-        logits=logits,
-        unembed_bias=unembed_bias,
-        counts=counts,
+        attributions=out["attributions"],
+        logits=out["logits"],
+        unembed_bias=out["unembed_bias"],
+        counts=out["counts"],
         mode="next_token",
         n_layers=model.cfg.n_layers,
         n_heads=model.cfg.n_heads,
+        meta=run_meta(
+            model, aligned, mode="next_token", padding_side=padding_side, batch_tokens=batch_tokens
+        ),
     )
 
 
@@ -150,7 +158,7 @@ def logit_diff_attribution(
         :class:`DLAResult` with one group, ``("logit_diff",)`` (or ``("logit",)``),
         ``attributions [batch, component, 1]`` and ``mode="logit_diff"``.
     """
-    device = _model_device(model)
+    device = model_device(model)
     tokens = tokens.to(device)
     n = tokens.shape[0]
     pos = torch.as_tensor(positions, dtype=torch.long, device=device)
@@ -178,4 +186,12 @@ def logit_diff_attribution(
         mode="logit_diff",
         n_layers=model.cfg.n_layers,
         n_heads=model.cfg.n_heads,
+        meta=run_meta(
+            model,
+            tokens,
+            mode="logit_diff",
+            positions=pos.tolist(),
+            targets=tgt.tolist(),
+            distractors=None if dis is None else dis.tolist(),
+        ),
     )

@@ -63,6 +63,9 @@ class AlignedExample:
         index: position of the example in the corpus it came from.
         offsets: ``(start, end)`` character offsets of each token (BOS: ``(0, 0)``).
         text: the example text.
+        char_span: the example's character span ``[a, b)`` as given (edge whitespace
+            included), which the last-word metrics of ablation and awareness read;
+            ``None`` for examples built from tokens alone.
     """
 
     id: str
@@ -73,6 +76,7 @@ class AlignedExample:
     index: int
     offsets: tuple[tuple[int, int], ...]
     text: str
+    char_span: tuple[int, int] | None = None
 
     def __len__(self) -> int:
         return len(self.tokens)
@@ -191,6 +195,7 @@ def _from_encoding(
         index=index,
         offsets=tuple(offsets),
         text=example.text,
+        char_span=tuple(example.span),
     )
 
 

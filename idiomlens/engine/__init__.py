@@ -19,9 +19,10 @@ from .collect import (
     is_out_of_memory,
     iter_collect,
     plan_groups,
+    site_hooks,
 )
 from .corpus import check_layers, prepare
-from .forward import forward, hook_order, last_hook, model_device
+from .forward import capture, forward, hook_order, last_hook, model_device
 from .provenance import corpus_hash, model_meta, run_meta
 
 __all__ = [
@@ -31,11 +32,13 @@ __all__ = [
     "Site",
     "collect",
     "iter_collect",
+    "site_hooks",
     "plan_groups",
     "is_out_of_memory",
     "prepare",
     "check_layers",
     "forward",
+    "capture",
     "hook_order",
     "last_hook",
     "model_device",

@@ -46,6 +46,7 @@ __all__ = [
     "Collected",
     "collect",
     "iter_collect",
+    "site_hooks",
     "plan_groups",
     "is_out_of_memory",
     "DEFAULT_BATCH_TOKENS",
@@ -112,13 +113,26 @@ class Collector:
         """Per-example outputs of one batch (on the model's device)."""
         state = self.setup(batch)
         sites = self.sites(batch, state) if callable(self.sites) else self.sites
-        hooks = [(s.name, partial(_call_reduce, s.reduce, batch, state)) for s in sites]
+        hooks = site_hooks(sites, batch, state)
         kwargs = {**batch.forward_kwargs(), **self.forward_kwargs}
         logits = forward(model, batch.tokens, hooks, logits=self.logits, **kwargs)
         return dict(self.finish(batch, state, logits))
 
 
-def _call_reduce(reduce: Reduce, batch: Batch, state: dict, activation: Tensor, hook: Any) -> Any:
+def site_hooks(
+    sites: Sequence[Site], batch: Batch | None, state: dict[str, Any]
+) -> list[tuple[str, Callable[..., Any]]]:
+    """TransformerLens hooks that call each site's ``reduce(activation, batch, state)``.
+
+    For analyses that also run their reduce functions on plain token tensors
+    (``batch=None``) through :func:`~.forward.forward`.
+    """
+    return [(s.name, partial(_call_reduce, s.reduce, batch, state)) for s in sites]
+
+
+def _call_reduce(
+    reduce: Reduce, batch: Batch | None, state: dict, activation: Tensor, hook: Any
+) -> Any:
     return reduce(activation, batch, state)
 
 

@@ -23,7 +23,7 @@ from torch import Tensor
 
 from ..models.partial import run_hooks_until
 
-__all__ = ["forward", "hook_order", "last_hook", "model_device"]
+__all__ = ["forward", "capture", "hook_order", "last_hook", "model_device"]
 
 Hook = tuple[str, Callable[..., Any]]
 
@@ -109,3 +109,33 @@ def forward(
     stop = last_hook(model, [name for name, _ in hooks])
     run_hooks_until(model, tokens, hooks, stop, **forward_kwargs)
     return None
+
+
+def capture(
+    model: Any,
+    tokens: Tensor,
+    names: Sequence[str],
+    *,
+    logits: bool = False,
+    **forward_kwargs: Any,
+) -> tuple[Tensor | None, dict[str, Tensor]]:
+    """The activations at ``names`` (detached, on the model's device) from one
+    :func:`forward`, stopped after the last of them unless ``logits`` is set.
+
+    The one filtered activation capture in idiomlens (never ``run_with_cache()`` without
+    a filter): returns ``(logits or None, {name: activation})``.
+
+    >>> import torch
+    >>> from idiomlens.models import tiny_model
+    >>> _, acts = capture(tiny_model(), torch.tensor([[0, 5, 6]]), ["blocks.0.attn.hook_z"])
+    >>> tuple(acts["blocks.0.attn.hook_z"].shape)
+    (1, 3, 4, 8)
+    """
+    store: dict[str, Tensor] = {}
+
+    def keep(activation: Tensor, hook: Any) -> None:
+        store[hook.name] = activation.detach()
+
+    hooks = [(name, keep) for name in dict.fromkeys(names)]
+    out = forward(model, tokens, hooks, logits=logits, **forward_kwargs)
+    return out, store

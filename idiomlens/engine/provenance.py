@@ -12,15 +12,25 @@ import hashlib
 from collections.abc import Sequence
 from typing import Any
 
+from torch import Tensor
+
 from ..data.align import AlignedExample
 from ..models.info import model_info
 
 __all__ = ["corpus_hash", "run_meta", "model_meta"]
 
 
-def corpus_hash(aligned: Sequence[AlignedExample]) -> str:
-    """SHA-256 over the ids, token ids, idiom spans and BOS flags of ``aligned``, in order."""
+def corpus_hash(aligned: Sequence[AlignedExample] | Tensor) -> str:
+    """SHA-256 over the ids, token ids, idiom spans and BOS flags of ``aligned``, in order.
+
+    Analyses that take token tensors instead of a corpus (patching, logit-difference
+    attribution) pass the ``[batch, pos]`` tokens: the hash then covers their rows.
+    """
     digest = hashlib.sha256()
+    if isinstance(aligned, Tensor):
+        for row in aligned.tolist():
+            digest.update(repr(tuple(row)).encode())
+        return digest.hexdigest()
     for ex in aligned:
         digest.update(repr((ex.id, ex.tokens, ex.span, ex.p0)).encode())
     return digest.hexdigest()
@@ -39,7 +49,9 @@ def model_meta(model: Any) -> dict[str, Any]:
     }
 
 
-def run_meta(model: Any, aligned: Sequence[AlignedExample], **params: Any) -> dict[str, Any]:
+def run_meta(
+    model: Any, aligned: Sequence[AlignedExample] | Tensor, **params: Any
+) -> dict[str, Any]:
     """The ``meta`` of a result computed by ``model`` on ``aligned`` with ``params``.
 
     >>> from idiomlens.models import tiny_model

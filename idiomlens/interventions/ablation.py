@@ -29,12 +29,20 @@ from typing import Any
 import torch
 from jaxtyping import Bool, Float
 from torch import Tensor
-from tqdm.auto import tqdm
 
-from ..data.align import AlignedExample, align
-from ..data.batching import Batch, iter_batches, make_batch
+from ..data.align import AlignedExample
+from ..data.batching import DEFAULT_BATCH_TOKENS, Batch, make_batch
 from ..data.example import IdiomExample
-from ..models.partial import run_hooks_until
+from ..engine import (
+    Collector,
+    Site,
+    capture,
+    collect,
+    iter_collect,
+    model_device,
+    prepare,
+    run_meta,
+)
 from ..models.sites import z_hook
 from .ablation_result import AblationResult
 from .hooks import replacement_hooks
@@ -104,26 +112,9 @@ def _head_condition(head: Any) -> tuple[str, list[tuple[int, int]]]:
     return f"L{layer}H{h}", [(layer, h)]
 
 
-def _device(model: Any) -> torch.device:
-    return model.W_U.device
-
-
-def _capture_z(
-    model: Any, batch: Batch, layers: Sequence[int]
-) -> dict[int, Float[Tensor, "batch pos head_index d_head"]]:
-    """``hook_z`` of ``layers`` on a clean run, stopping after the last needed layer."""
-    store: dict[int, Tensor] = {}
-
-    def save(layer: int) -> Any:
-        def hook(z: Tensor, hook: Any) -> None:
-            store[layer] = z.detach()
-
-        return hook
-
-    with torch.no_grad():
-        hooks = [(z_hook(layer), save(layer)) for layer in layers]
-        run_hooks_until(model, batch.tokens, hooks, z_hook(max(layers)), **batch.forward_kwargs())
-    return store
+def _sum_z(z: Tensor, batch: Batch, state: dict[str, Any], *, layer: int) -> None:
+    real = batch.real_mask().double()
+    state["z_sum"][:, layer] = torch.einsum("bphe,bp->bhe", z.double(), real)
 
 
 def mean_head_z(
@@ -131,21 +122,27 @@ def mean_head_z(
 ) -> Float[Tensor, "layer head_index d_head"]:
     """Every head's ``z`` averaged over all real positions (BOS included) of ``corpus``.
 
-    The reference for ``kind="mean"`` ablation. Float32, on the model's device.
+    The reference for ``kind="mean"`` ablation. Float32, on the model's device. A sum
+    over the whole corpus, streamed batch by batch (:func:`~idiomlens.engine.iter_collect`).
     """
-    aligned = _aligned(model, corpus)
+    aligned = prepare(model, corpus, what="mean_head_z (the reference corpus)")
     cfg = model.cfg
-    layers = list(range(cfg.n_layers))
+
+    def setup(batch: Batch) -> dict[str, Any]:
+        shape = (batch.size, cfg.n_layers, cfg.n_heads, cfg.d_head)
+        z_sum = torch.zeros(shape, dtype=torch.float64, device=batch.tokens.device)
+        return {"z_sum": z_sum, "count": batch.lengths}
+
+    sites = [Site(z_hook(layer), partial(_sum_z, layer=layer)) for layer in range(cfg.n_layers)]
+    spec = Collector(sites=sites, setup=setup, desc="mean z")
     total = torch.zeros((cfg.n_layers, cfg.n_heads, cfg.d_head), dtype=torch.float64)
     count = 0
-    for batch in iter_batches(aligned, batch_tokens=batch_tokens, device=_device(model)):
-        real = batch.real_mask()
-        for layer, z in _capture_z(model, batch, layers).items():
-            total[layer] += torch.einsum("bphe,bp->he", z.double(), real.double()).cpu()
-        count += int(real.sum())
-    if count == 0:
-        raise ValueError("mean_head_z needs a non-empty reference corpus")
-    return (total / count).float().to(_device(model))
+    for _, out in iter_collect(
+        model, aligned, spec, batch_tokens=batch_tokens, progress=False, aligned=aligned
+    ):
+        total += out["z_sum"].sum(0)
+        count += int(out["count"].sum())
+    return (total / count).float().to(model_device(model))
 
 
 def resample_donors(ids: Sequence[str], reference_ids: Sequence[str], seed: int = 0) -> list[int]:
@@ -181,24 +178,17 @@ def resample_donors(ids: Sequence[str], reference_ids: Sequence[str], seed: int 
     return out
 
 
-def _aligned(model: Any, corpus: Iterable[Any]) -> list[AlignedExample]:
-    items = list(corpus)
-    if items and all(isinstance(x, AlignedExample) for x in items):
-        return items
-    return list(align(items, model))
-
-
 def _donor_z(
     model: Any, batch: Batch, donors: list[AlignedExample], layers: Sequence[int]
 ) -> dict[int, Tensor]:
     """Donor ``z`` aligned with ``batch`` (right padding): row ``b`` gets its donor's z at
     ``min(p, T_donor - 1)``."""
     donor_batch = make_batch(donors, device=batch.tokens.device)
-    z = _capture_z(model, donor_batch, layers)
+    _, acts = capture(model, donor_batch.tokens, [z_hook(layer) for layer in layers])
     pos = torch.arange(batch.n_pos, device=batch.tokens.device)[None, :]
     src = torch.minimum(pos, donor_batch.lengths[:, None] - 1)  # [batch, pos]
     rows = torch.arange(batch.size, device=batch.tokens.device)[:, None]
-    return {layer: z_l[rows, src] for layer, z_l in z.items()}
+    return {layer: acts[z_hook(layer)][rows, src] for layer in layers}
 
 
 def _position_mask(batch: Batch, positions: str) -> Bool[Tensor, "batch pos"]:
@@ -208,12 +198,12 @@ def _position_mask(batch: Batch, positions: str) -> Bool[Tensor, "batch pos"]:
 
 def ablate_heads(
     model: Any,
-    corpus: Iterable[IdiomExample],
+    corpus: Iterable[IdiomExample | AlignedExample],
     conditions: Mapping[str, Any] | Iterable[Any],
     *,
     kind: str = "zero",
     positions: str = "all",
-    reference: Iterable[IdiomExample] | None = None,
+    reference: Iterable[IdiomExample | AlignedExample] | None = None,
     seed: int = 0,
     batch_tokens: int | None = None,
     progress: bool = True,
@@ -222,17 +212,20 @@ def ablate_heads(
 
     Args:
         model: a ``HookedTransformer`` with a tokenizer.
-        corpus: an :class:`~idiomlens.IdiomCorpus` (examples carry the idiom's char span).
+        corpus: an :class:`~idiomlens.IdiomCorpus`, or examples already aligned by
+            :func:`~idiomlens.align` (they keep the idiom's character span, which the
+            last-word metrics need).
         conditions: ``{name: (l, h) | [(l, h), ...]}`` (unique names, order kept), or a
             list of ``(l, h)``: one condition per head named ``"L{l}H{h}"``.
         kind: ``"zero"``, ``"mean"`` or ``"resample"`` (see the module docstring).
         positions: ablate at ``"all"`` real positions (BOS included), the ``"idiom"`` span
             or the ``"literal"`` positions.
-        reference: corpus for ``mean`` / ``resample`` values (default: ``corpus``). Chunked
+        reference: corpus (raw or aligned) for ``mean`` / ``resample`` values (default:
+            ``corpus``). Chunked
             runs pass the full corpus so every chunk uses the same means and donors.
         seed: resampling seed.
         batch_tokens: padded-token budget per forward, stacked condition rows included
-            (default 8192).
+            (default :data:`~idiomlens.engine.DEFAULT_BATCH_TOKENS`).
         progress: show a progress bar.
 
     Returns:
@@ -250,33 +243,26 @@ def ablate_heads(
         raise ValueError(f"unknown ablation kind {kind!r}; choose one of {sorted(KINDS)}")
     if positions not in POSITIONS:
         raise ValueError(f"positions must be one of {POSITIONS}, got {positions!r}")
-    cfg, dev = model.cfg, _device(model)
+    cfg = model.cfg
     names, masks = normalize_conditions(conditions, cfg.n_layers, cfg.n_heads)
-    examples = list(corpus)
-    aligned = list(align(examples, model))
-    if not aligned:
-        raise ValueError("ablate_heads needs a non-empty corpus")
-    spans_all = word_spans(aligned, examples)
-    layers = [int(x) for x in masks.any(2).any(0).nonzero()[:, 0]]
-    ref = list(reference) if reference is not None else examples
+    aligned = prepare(model, corpus, what="ablate_heads")
+    spans_all = word_spans(aligned)
+    ref = list(reference) if reference is not None else aligned
     means = mean_head_z(model, ref, batch_tokens=batch_tokens) if kind == "mean" else None
     donors = _donor_table(model, aligned, ref, seed) if kind == "resample" else None
-    budget = batch_tokens or 8192
     # condition 0 ablates nothing: the clean run shares the stacked forwards
     stacked = torch.cat([torch.zeros_like(masks[:1]), masks])  # [1 + condition, layer, head]
-    out: dict[str, Tensor] = {}
-    batches = iter_batches(aligned, batch_tokens=max(1, budget // len(stacked)), device=dev)
-    for batch in tqdm(batches, desc=f"ablate ({kind})", disable=not progress, unit="batch"):
-        idx = batch.indices.cpu()
-        spans, loss_mask = spans_all[idx].to(dev), sentence_loss_mask(batch)
-        donor_z = (
-            _donor_z(model, batch, [donors[i] for i in idx.tolist()], layers) if donors else None
-        )
-        value = partial(make_value, kind, means=means)
-        for m, v in _ablate_batch(
-            model, batch, spans, loss_mask, stacked, positions, value, donor_z, budget
-        ).items():
-            out.setdefault(m, torch.zeros(len(aligned), len(stacked), dtype=v.dtype))[idx] = v
+    spec = _ablation_collector(
+        model,
+        spans_all,
+        stacked,
+        positions,
+        partial(make_value, kind, means=means),
+        donors,
+        batch_tokens or DEFAULT_BATCH_TOKENS,
+        f"ablate ({kind})",
+    )
+    out = collect(model, aligned, spec, batch_tokens=batch_tokens, progress=progress).outputs
     clean = {m: v[:, 0] for m, v in out.items()}
     ablated = {m: v[:, 1:] for m, v in out.items()}
     return AblationResult(
@@ -297,7 +283,53 @@ def ablate_heads(
         kind=kind,
         positions=positions,
         seed=seed,
+        meta=run_meta(
+            model,
+            aligned,
+            kind=kind,
+            positions=positions,
+            seed=seed,
+            conditions=list(names),
+            reference_ids_hash=None if reference is None else _ids_hash(ref),
+            batch_tokens=batch_tokens,
+        ),
     )
+
+
+def _ids_hash(examples: Sequence[Any]) -> str:
+    return hashlib.sha256("\n".join(ex.id for ex in examples).encode()).hexdigest()
+
+
+def _ablation_collector(
+    model: Any,
+    spans_all: Tensor,
+    stacked: Tensor,
+    positions: str,
+    value: Any,
+    donors: list[AlignedExample] | None,
+    budget: int,
+    desc: str,
+) -> Collector:
+    """The engine spec of ablation: each example takes ``len(stacked)`` forward rows (one
+    per condition, the clean run first); the stacked forwards run in ``finish`` through
+    :func:`~idiomlens.engine.forward`, the donors' clean ``z`` in ``setup``."""
+    layers = [int(x) for x in stacked.any(2).any(0).nonzero()[:, 0]]
+
+    def setup(batch: Batch) -> dict[str, Any]:
+        if donors is None:
+            return {}
+        rows = [donors[i] for i in batch.indices.tolist()]
+        return {"_donor_z": _donor_z(model, batch, rows, layers)}
+
+    def finish(batch: Batch, state: dict[str, Any], logits: Any) -> dict[str, Tensor]:
+        spans = spans_all[batch.indices.cpu()].to(batch.tokens.device)
+        loss_mask = sentence_loss_mask(batch)
+        donor_z = state.get("_donor_z")
+        return _ablate_batch(
+            model, batch, spans, loss_mask, stacked, positions, value, donor_z, budget
+        )
+
+    return Collector(setup=setup, finish=finish, rows_per_example=len(stacked), desc=desc)
 
 
 def _ablate_batch(
@@ -332,15 +364,16 @@ def _ablate_batch(
             model, batch.tokens.repeat(k, 1), spans.repeat(k, 1), loss_mask.repeat(k, 1), hooks
         )
         for m, v in out.items():
-            parts.setdefault(m, []).append(v.reshape(k, n).T.cpu())  # [n, k]
+            parts.setdefault(m, []).append(v.reshape(k, n).T)  # [n, k]
     return {m: torch.cat(v, dim=1) for m, v in parts.items()}
 
 
 def _donor_table(
-    model: Any, aligned: Sequence[AlignedExample], reference: Sequence[IdiomExample], seed: int
+    model: Any, aligned: Sequence[AlignedExample], reference: Sequence[Any], seed: int
 ) -> list[AlignedExample]:
     """The aligned donor of each aligned example (only the needed donors are aligned)."""
     donor_idx = resample_donors([a.id for a in aligned], [r.id for r in reference], seed)
     needed = sorted(set(donor_idx))
-    donor_aligned = dict(zip(needed, align([reference[j] for j in needed], model), strict=True))
+    donors = prepare(model, [reference[j] for j in needed], what="resample ablation")
+    donor_aligned = dict(zip(needed, donors, strict=True))
     return [donor_aligned[j] for j in donor_idx]

@@ -31,6 +31,7 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from ..engine import capture, corpus_hash, forward, run_meta
 from .patching import PatchKind, cell_masks, check_pair, get_kind
 from .patching_result import PatchingResult
 from .patching_runner import Metric, forward_kwargs, run_cells
@@ -90,8 +91,9 @@ def _corrupted_grads(
         deltas[hook.name] = torch.zeros_like(act, requires_grad=True)
         return act + deltas[hook.name]
 
-    with torch.enable_grad(), model.hooks(fwd_hooks=[(n, hook) for n in names]):
-        value = metric(model(corrupted, **kwargs)).reshape(())
+    with torch.enable_grad():
+        logits = forward(model, corrupted, [(n, hook) for n in names], logits=True, **kwargs)
+        value = metric(logits).reshape(())
         grads = torch.autograd.grad(value, [deltas[n] for n in names], allow_unused=True)
     zeros = {n: torch.zeros_like(acts[n]) for n, g in zip(names, grads, strict=True) if g is None}
     return acts, {n: zeros.get(n, g) for n, g in zip(names, grads, strict=True)}, value.detach()
@@ -116,10 +118,8 @@ def attribution_patch(
     clean, corrupted = check_pair(clean_tokens, corrupted_tokens)
     names = [spec.hook(layer) for layer in range(model.cfg.n_layers)]
     with torch.no_grad():
-        clean_logits, clean_cache = model.run_with_cache(
-            clean,
-            names_filter=lambda n: n in set(names),
-            **forward_kwargs(model, clean, attention_mask),
+        clean_logits, clean_cache = capture(
+            model, clean, names, logits=True, **forward_kwargs(model, clean, attention_mask)
         )
         clean_metric = metric(clean_logits).reshape(())
     acts, grads, corrupted_metric = _corrupted_grads(
@@ -146,6 +146,14 @@ def attribution_patch(
         corrupted_metric=corrupted_value,
         method="attribution",
         ids=tuple(ids),
+        meta=run_meta(
+            model,
+            clean,
+            corrupted_hash=corpus_hash(corrupted),
+            kind=kind,
+            method="attribution",
+            metric=getattr(metric, "__qualname__", type(metric).__name__),
+        ),
     )
 
 

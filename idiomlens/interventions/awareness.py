@@ -15,15 +15,15 @@ from typing import Any, ClassVar
 import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from .._io import Result
-from ..data.align import align
-from ..data.batching import iter_batches
+from ..data.align import AlignedExample
+from ..data.batching import Batch
 from ..data.example import IdiomExample
-from .metrics import run_word_metrics, sentence_loss_mask, word_spans
+from ..engine import Collector, collect, prepare, run_meta
+from .metrics import sentence_loss_mask, word_metrics, word_spans
 
-__all__ = ["AwarenessResult", "idiom_awareness"]
+__all__ = ["AwarenessResult", "idiom_awareness", "awareness_collector"]
 
 
 @dataclass
@@ -86,9 +86,23 @@ class AwarenessResult(Result):
         return plot_awareness(self, metric=metric, **kwargs)
 
 
+def awareness_collector(spans: Tensor, desc: str = "awareness") -> Collector:
+    """The engine spec of awareness: one full forward per batch; per example the
+    sentence loss and the last idiom word's ``logprob`` and greedy correctness.
+    ``spans`` are the last-word token spans of the corpus the batches index into."""
+
+    def finish(batch: Batch, state: dict[str, Any], logits: Tensor) -> dict[str, Tensor]:
+        word = spans[batch.indices.cpu()].to(batch.tokens.device) + batch.offsets[:, None]
+        res = word_metrics(logits, batch.tokens, word, sentence_loss_mask(batch))
+        return {m: res[m] for m in ("loss", "nwp_correct", "logprob")}
+
+    return Collector(finish=finish, logits=True, desc=desc)
+
+
 def idiom_awareness(
     model: Any,
-    splits: Mapping[str, Iterable[IdiomExample]] | Iterable[IdiomExample],
+    splits: Mapping[str, Iterable[IdiomExample | AlignedExample]]
+    | Iterable[IdiomExample | AlignedExample],
     *,
     batch_tokens: int | None = None,
     progress: bool = True,
@@ -98,8 +112,10 @@ def idiom_awareness(
     Args:
         model: a ``HookedTransformer`` with a tokenizer.
         splits: ``{name: corpus}`` (e.g. EPIE ``formal`` / ``formal-literal`` / ``static``),
-            or one corpus (its ``name``, else ``"all"``).
-        batch_tokens: padded-token budget per forward (default 8192).
+            or one corpus (its ``name``, else ``"all"``). Each corpus is raw examples or
+            examples already aligned by :func:`~idiomlens.align`.
+        batch_tokens: padded-token budget per forward (default
+            :data:`~idiomlens.engine.DEFAULT_BATCH_TOKENS`).
         progress: show a progress bar.
 
     >>> from idiomlens.models import tiny_model
@@ -115,6 +131,7 @@ def idiom_awareness(
     if not splits:
         raise ValueError("idiom_awareness needs at least one split")
     ids: list[str] = []
+    seen: list[AlignedExample] = []
     parts: dict[str, list[Tensor]] = {
         "split_index": [],
         "loss": [],
@@ -122,25 +139,19 @@ def idiom_awareness(
         "logprob": [],
     }
     for s, (name, corpus) in enumerate(splits.items()):
-        examples = list(corpus)
-        aligned = list(align(examples, model))
-        spans = word_spans(aligned, examples)
-        out = {m: torch.zeros(len(aligned)) for m in ("loss", "logprob")}
-        out["nwp_correct"] = torch.zeros(len(aligned), dtype=torch.bool)
-        batches = iter_batches(aligned, batch_tokens=batch_tokens, device=model.W_U.device)
-        for batch in tqdm(batches, desc=f"awareness {name}", disable=not progress, unit="batch"):
-            idx = batch.indices.cpu()
-            res = run_word_metrics(
-                model, batch.tokens, spans[idx].to(batch.tokens.device), sentence_loss_mask(batch)
-            )
-            for m in out:
-                out[m][idx] = res[m].cpu().to(out[m].dtype)
-        ids += [a.id for a in aligned]
+        aligned = prepare(model, corpus, what=f"idiom_awareness split {name!r}")
+        spec = awareness_collector(word_spans(aligned), desc=f"awareness {name}")
+        out = collect(model, aligned, spec, batch_tokens=batch_tokens, progress=progress)
+        ids += out.ids
+        seen += aligned
         parts["split_index"].append(torch.full((len(aligned),), s, dtype=torch.long))
-        for m, v in out.items():
-            parts[m].append(v)
+        parts["loss"].append(out["loss"].float())
+        parts["nwp_correct"].append(out["nwp_correct"].bool())
+        parts["logprob"].append(out["logprob"].float())
+    names = tuple(str(k) for k in splits)
     return AwarenessResult(
         ids=tuple(ids),
-        splits=tuple(str(k) for k in splits),
+        splits=names,
         **{m: torch.cat(v) for m, v in parts.items()},
+        meta=run_meta(model, seen, splits=list(names), batch_tokens=batch_tokens),
     )

@@ -34,6 +34,7 @@ from torch import Tensor
 from ..data.align import AlignedExample
 from ..data.batching import Batch
 from ..data.example import IdiomExample
+from ..engine import forward
 
 __all__ = [
     "last_word_tokens",
@@ -51,10 +52,14 @@ METRICS = ("logit", "logprob", "loss", "nwp_correct", "rank")
 _LAST_WORD = re.compile(r"\S+$")
 
 
-def last_word_tokens(example: AlignedExample, char_span: tuple[int, int]) -> tuple[int, int]:
+def last_word_tokens(
+    example: AlignedExample, char_span: tuple[int, int] | None = None
+) -> tuple[int, int]:
     """Inclusive token positions ``(k_1, k_m)`` of the idiom's last word.
 
-    The last word is the last whitespace-delimited word of ``text[a:b]``; its tokens are
+    ``char_span`` defaults to the example's own (``example.char_span``, recorded by
+    :func:`~idiomlens.align`). The last word is the last whitespace-delimited word of
+    ``text[a:b]``; its tokens are
     those whose character offsets overlap it (so a leading-space token like ``" beans"``
     is included). Raises ``ValueError`` naming the example when the word has no prompt
     before it (first token of a text without BOS).
@@ -63,10 +68,17 @@ def last_word_tokens(example: AlignedExample, char_span: tuple[int, int]) -> tup
     >>> from idiomlens.models import tiny_tokenizer
     >>> ex = IdiomExample("a", "He spilled the beans.", (3, 20))
     >>> [al] = align([ex], tiny_tokenizer())
-    >>> k1, km = last_word_tokens(al, ex.span)
+    >>> k1, km = last_word_tokens(al)
     >>> al.text[al.offsets[k1][0] : al.offsets[km][1]]
     ' beans'
     """
+    if char_span is None:
+        char_span = example.char_span
+    if char_span is None:
+        raise ValueError(
+            f"example {example.id!r} has no character span (built from tokens alone); "
+            "align it with idiomlens.align to get one"
+        )
     a, b = char_span
     idiom = example.text[a:b].rstrip()
     match = _LAST_WORD.search(idiom)
@@ -151,16 +163,32 @@ def sentence_loss_mask(batch: Batch) -> Bool[Tensor, "batch pos"]:
 
 
 def run_word_metrics(
-    model: Any, tokens: Tensor, spans: Tensor, loss_mask: Tensor, hooks: list | None = None
+    model: Any,
+    tokens: Tensor,
+    spans: Tensor,
+    loss_mask: Tensor,
+    hooks: list | None = None,
+    **forward_kwargs: Any,
 ) -> dict[str, Tensor]:
-    """:func:`word_metrics` of one forward of ``tokens`` (with ``hooks``, if any)."""
+    """:func:`word_metrics` of one :func:`~idiomlens.engine.forward` of ``tokens`` (with
+    ``hooks``, if any)."""
     with torch.no_grad():
-        logits = model.run_with_hooks(tokens, fwd_hooks=hooks or [])
+        logits = forward(model, tokens, hooks or [], logits=True, **forward_kwargs)
     return word_metrics(logits, tokens, spans, loss_mask)
 
 
-def word_spans(aligned: Sequence[AlignedExample], examples: Sequence[IdiomExample]) -> Tensor:
-    """``[example, 2]`` inclusive token positions of each aligned example's last idiom word."""
+def word_spans(
+    aligned: Sequence[AlignedExample], examples: Sequence[IdiomExample] | None = None
+) -> Tensor:
+    """``[example, 2]`` inclusive token positions of each aligned example's last idiom word.
+
+    The character spans come from the aligned examples themselves, or from the
+    ``examples`` they were aligned from (matched by ``.index``) when given.
+    """
     return torch.tensor(
-        [last_word_tokens(a, examples[a.index].span) for a in aligned], dtype=torch.long
+        [
+            last_word_tokens(a, examples[a.index].span if examples is not None else None)
+            for a in aligned
+        ],
+        dtype=torch.long,
     ).reshape(-1, 2)

@@ -41,6 +41,7 @@ import torch
 from jaxtyping import Bool, Int
 from torch import Tensor
 
+from ..engine import corpus_hash, run_meta
 from ..models.sites import attn_out_hook, mlp_out_hook, resid_pre_hook, z_hook
 from .patching_result import PatchingResult
 from .patching_runner import Metric, patch_activation, run_cells
@@ -214,6 +215,16 @@ def patch(
         corrupted_metric=corrupted_metric,
         method="exact",
         ids=tuple(ids),
+        meta=run_meta(
+            model,
+            clean,
+            corrupted_hash=corpus_hash(corrupted),
+            kind=kind,
+            method="exact",
+            layers=layers,
+            metric=getattr(metric, "__qualname__", type(metric).__name__),
+            metric_positions=None if metric_positions is None else list(metric_positions),
+        ),
     )
 
 

@@ -18,7 +18,9 @@ import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 
+from ..engine import capture, forward
 from ..models.sites import resid_pre_hook
+from ..models.unembed import final_norm, unembed
 
 __all__ = [
     "Metric",
@@ -185,11 +187,12 @@ def run_cells(
     causal = getattr(model.cfg, "attention_dir", "causal") == "causal"
     prefix = shared_prefix(clean, corrupted) if causal else 0
     with torch.no_grad():
-        clean_logits, clean_cache = model.run_with_cache(
-            clean, names_filter=lambda n: n in names, **forward_kwargs(model, clean, attention_mask)
+        clean_kwargs = forward_kwargs(model, clean, attention_mask)
+        clean_logits, clean_cache = capture(
+            model, clean, sorted(names), logits=True, **clean_kwargs
         )
-        corrupt_logits, corrupt_cache = model.run_with_cache(
-            corrupted, names_filter=lambda n: n in resid_names, **kwargs
+        corrupt_logits, corrupt_cache = capture(
+            model, corrupted, sorted(resid_names), logits=True, **kwargs
         )
         baselines = torch.stack([metric(clean_logits), metric(corrupt_logits)]).reshape(2)
         wanted = metric_positions_checked(metric, corrupt_logits, metric_positions)
@@ -254,10 +257,15 @@ def _forward_chunk(
     # [batch, pos, d_model] -> [cell*batch, pos, d_model], copy-major
     stacked = einops.repeat(resid, "b p d -> (c b) p d", c=n_cells)
     stacked_kwargs = {k: einops.repeat(v, "b p -> (c b) p", c=n_cells) for k, v in kwargs.items()}
-    with model.hooks(fwd_hooks=[(hook(layer), patch_hook)]):
-        final = model(
-            stacked, start_at_layer=layer, stop_at_layer=model.cfg.n_layers, **stacked_kwargs
-        )
+    final = forward(
+        model,
+        stacked,
+        [(hook(layer), patch_hook)],
+        logits=True,  # runs to stop_at_layer: the final residual stream
+        start_at_layer=layer,
+        stop_at_layer=model.cfg.n_layers,
+        **stacked_kwargs,
+    )
     logits = _head(model, final, *corrupted_logits, n_cells, workspace)
     return apply_metric(logits, n_cells).clone()  # the value must not alias the workspace
 
@@ -288,13 +296,7 @@ def _head(
             )
             continue
         resid = einops.rearrange(final[:, a:b], "cb p d -> p cb d")
-        if model.cfg.normalization_type is not None:
-            resid = model.ln_final(resid)
-        torch.matmul(resid, model.W_U, out=buffer[a:b])
-        buffer[a:b] += model.b_U
-        cap = model.cfg.output_logits_soft_cap
-        if cap is not None and cap > 0:
-            torch.tanh(buffer[a:b] / cap, out=buffer[a:b]).mul_(cap)
+        unembed(model, final_norm(model, resid), out=buffer[a:b])
     return einops.rearrange(buffer, "p cb v -> cb p v")
 
 

@@ -30,6 +30,8 @@ from idiomlens._io import Result
 from idiomlens.data.batching import DEFAULT_BATCH_TOKENS
 from idiomlens.engine.collect import is_out_of_memory
 
+from ..data.batching import DEFAULT_BATCH_TOKENS
+from ..engine.collect import is_out_of_memory
 from .distributed import DistContext, distributed_context, shard_context
 from .registry import Analysis, resolve_analysis
 from .spec import RunSpec, model_identity
@@ -280,9 +282,9 @@ def run_analysis(
         return final
 
     if entry.check_alignment:  # tokenising is cheap: fail before any compute
-        from idiomlens.data import align
+        from idiomlens.engine import prepare
 
-        align(corpus, model)
+        prepare(model, corpus)
     plan = plan_chunks(len(corpus), chunk_size if entry.chunked else len(corpus))
     kwargs = _chunk_kwargs(entry, params, corpus)
     budget = None

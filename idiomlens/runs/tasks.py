@@ -71,6 +71,7 @@ def patch_corpus(
         ``PatchingResult`` with ``effects [layer, head]`` (or ``[layer, pos, head]``) and the
         pair ids of the pairs used.
     """
+    from idiomlens.engine import corpus_hash, model_device, run_meta
     from idiomlens.interventions import PatchingResult, make_patching_pairs, patch_heads
 
     try:
@@ -88,7 +89,7 @@ def patch_corpus(
                 len(pairs),
             )
         groups = [largest]
-    device = model.cfg.device
+    device = model_device(model)
     parts = []
     for g in groups:
         clean, corrupted = g.clean_tokens.to(device), g.corrupted_tokens.to(device)
@@ -112,4 +113,14 @@ def patch_corpus(
         corrupted_metric=sum(r.corrupted_metric * n for n, r, _ in parts) / total,
         method="exact",
         ids=tuple(i for _, _, ids in parts for i in ids),
+        meta=run_meta(
+            model,
+            pairs.clean_tokens,
+            corrupted_hash=corpus_hash(pairs.corrupted_tokens),
+            mode=mode,
+            by_position=by_position,
+            seed=seed,
+            method="exact",
+            metric="idiom_logit_diff",
+        ),
     )

@@ -29,15 +29,13 @@ from typing import Any, ClassVar
 import torch
 from jaxtyping import Bool, Float
 from torch import Tensor
-from tqdm.auto import tqdm
 
 from .._io import Result
 from ..data.align import AlignedExample
-from ..data.batching import Batch, iter_batches
-from ..models.partial import run_hooks_until
+from ..data.batching import Batch
+from ..engine import Collector, Site, check_layers, collect, prepare, run_meta
 from ..models.sites import pattern_hook
 from .result import top_heads
-from .runner import as_aligned, check_layers
 
 __all__ = ["MASKS", "HeadDetection", "detect_heads", "pattern_mask", "mask_score"]
 
@@ -216,8 +214,34 @@ def _prompts_as_aligned(model: Any, prompts: Sequence[str]) -> list[AlignedExamp
     return out
 
 
-def _hook(pattern: Tensor, hook: Any, *, out: Tensor, slot: int, mask: Tensor, batch, opts) -> None:
-    out[:, slot] = mask_score(pattern, mask, batch.real_mask(), batch.offsets, **opts)
+def _on_pattern(pattern: Tensor, batch: Batch, state: dict[str, Any], *, slot: int, opts) -> None:
+    real = batch.real_mask()
+    state["scores"][:, slot] = mask_score(pattern, state["_mask"], real, batch.offsets, **opts)
+
+
+def detection_collector(
+    model: Any,
+    pattern: str | Callable[[AlignedExample], Tensor] | Sequence[Tensor],
+    aligned: Sequence[AlignedExample],
+    layers: tuple[int, ...],
+    opts: dict[str, Any],
+) -> Collector:
+    """The engine spec of detection: per batch, ``scores [batch, layer, head]`` from one
+    forward stopped after ``hook_pattern`` of ``layers[-1]``; ``aligned`` is the corpus
+    ``batch.indices`` point into (for custom masks)."""
+    n_heads = model.cfg.n_heads
+
+    def setup(batch: Batch) -> dict[str, Any]:
+        mask = pattern_mask(pattern, batch, aligned)
+        scores = torch.zeros(batch.size, len(layers), n_heads, device=mask.device)
+        return {"_mask": mask, "scores": scores}
+
+    sites = [
+        Site(pattern_hook(layer), partial(_on_pattern, slot=i, opts=opts))
+        for i, layer in enumerate(layers)
+    ]
+    name = pattern if isinstance(pattern, str) else "custom"
+    return Collector(sites=sites, setup=setup, desc=f"{name} heads")
 
 
 def detect_heads(
@@ -260,31 +284,27 @@ def detect_heads(
     layer_ids = check_layers(model, layers)
     opts = {"rows": rows, "exclude_bos": exclude_bos}
     opts["exclude_current_token"] = exclude_current_token
-    scores = torch.zeros(len(aligned), len(layer_ids), model.cfg.n_heads)
-    batches = iter_batches(
+    spec = detection_collector(model, pattern, aligned, layer_ids, opts)
+    out = collect(
+        model,
         aligned,
+        spec,
         batch_size=batch_size,
         batch_tokens=batch_tokens,
         padding_side=padding_side,
-        device=model.cfg.device,
+        progress=progress,
     )
-    with torch.inference_mode():
-        for batch in tqdm(batches, disable=not progress, desc=f"{name} heads"):
-            mask = pattern_mask(pattern, batch, aligned)
-            out = torch.zeros(batch.size, len(layer_ids), model.cfg.n_heads, device=mask.device)
-            hooks = [
-                (
-                    pattern_hook(layer),
-                    partial(_hook, out=out, slot=i, mask=mask, batch=batch, opts=opts),
-                )
-                for i, layer in enumerate(layer_ids)
-            ]
-            last = pattern_hook(layer_ids[-1])
-            run_hooks_until(model, batch.tokens, hooks, last, **batch.forward_kwargs())
-            scores[batch.indices.cpu()] = out.cpu()
-    meta = {"model_name": str(getattr(model.cfg, "model_name", "")), **opts}
+    meta = run_meta(
+        model,
+        aligned,
+        pattern=name,
+        **opts,
+        padding_side=padding_side,
+        batch_size=batch_size,
+        batch_tokens=batch_tokens,
+    )
     return HeadDetection(
-        ids=tuple(a.id for a in aligned), scores=scores, pattern=name, layers=layer_ids, meta=meta
+        ids=out.ids, scores=out["scores"], pattern=name, layers=layer_ids, meta=meta
     )
 
 
@@ -300,7 +320,7 @@ def _inputs(model: Any, corpus_or_prompts: Any, pattern: Any) -> tuple[list[Alig
             raise ValueError(f"pattern {pattern!r} needs idiom spans; pass an idiom corpus")
         aligned = _prompts_as_aligned(model, items)
     else:
-        aligned = as_aligned(items, model)
+        aligned = prepare(model, items, what="detect_heads")
     if isinstance(pattern, str):
         return aligned, pattern
     if not callable(pattern) and len(pattern) != len(aligned):

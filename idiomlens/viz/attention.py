@@ -22,10 +22,10 @@ from jaxtyping import Float
 from torch import Tensor
 
 from .._io import atomic_write_bytes
-from ..data.align import AlignedExample, align
+from ..data.align import AlignedExample
 from ..data.example import IdiomExample
+from ..engine import capture, model_device, prepare
 from ..interventions.specs import normalize_heads
-from ..models.partial import run_hooks_until
 from ..models.sites import pattern_hook
 
 __all__ = ["AttentionView", "attention_view", "head_patterns"]
@@ -90,16 +90,10 @@ def head_patterns(
                 f"{cfg.n_heads} heads)"
             )
     layers = sorted({layer for layer, _ in pairs})
-    store: dict[int, Tensor] = {}
-
-    def keep(pattern: Tensor, hook: Any) -> None:
-        store[hook.layer()] = pattern[0].detach().float().cpu()
-
-    ids = torch.tensor([list(tokens)], device=cfg.device)
-    hooks = [(pattern_hook(layer), keep) for layer in layers]
+    ids = torch.tensor([list(tokens)], device=model_device(model))
     with torch.inference_mode():
-        run_hooks_until(model, ids, hooks, pattern_hook(layers[-1]))
-    return torch.stack([store[layer][head] for layer, head in pairs])
+        _, acts = capture(model, ids, [pattern_hook(layer) for layer in layers])
+    return torch.stack([acts[pattern_hook(layer)][0, head] for layer, head in pairs]).float().cpu()
 
 
 def attention_view(
@@ -127,7 +121,7 @@ def attention_view(
             'attention_view needs circuitsvis: pip install "idiomlens[viz]"'
         ) from None
     if isinstance(example, IdiomExample):
-        example = align([example], model)[0]
+        example = prepare(model, [example], what="attention_view")[0]
     pairs = _heads(heads)
     patterns = head_patterns(model, example.tokens, pairs)
     s, e = example.span

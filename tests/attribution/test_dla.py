@@ -237,3 +237,19 @@ def test_exact_on_other_architectures(overrides, corpus):
     ref = _reference_group_logits(model, align(corpus[:4], model))
     assert torch.allclose(res.attributions.sum(1) + res.unembed_bias, ref, atol=1e-4)
     assert torch.allclose(res.logits, ref, atol=1e-4)  # non-trivial ln_final w and b
+
+
+@pytest.mark.parametrize("padding_side", ["right", "left"])
+def test_one_example_per_batch_equals_one_batch(model, corpus, padding_side):
+    """batch_tokens=1 (every example alone) equals one large batch, either padding side;
+    the result records its provenance."""
+    big = direct_logit_attribution(model, corpus, progress=False, batch_tokens=10**6)
+    tiny = direct_logit_attribution(
+        model, corpus, progress=False, batch_tokens=1, padding_side=padding_side
+    )
+    assert tiny.ids == big.ids == corpus.ids
+    assert torch.allclose(tiny.attributions, big.attributions, atol=1e-4)
+    assert torch.allclose(tiny.logits, big.logits, atol=1e-4)
+    assert torch.equal(tiny.counts, big.counts)
+    assert tiny.meta["padding_side"] == padding_side and tiny.meta["n_examples"] == len(corpus)
+    assert tiny.meta["corpus_hash"] == big.meta["corpus_hash"]

@@ -242,3 +242,39 @@ def test_result_tables_plot_and_roundtrip(model, corpus, tmp_path):
     back = AblationResult.load(res.save(tmp_path / "abl"))
     assert back.conditions == res.conditions and back.kind == "zero"
     assert torch.equal(back.rank, res.rank) and torch.equal(back.nwp_correct, res.nwp_correct)
+
+
+@pytest.mark.parametrize("kind", ["zero", "mean", "resample"])
+def test_aligned_input_and_one_by_one(model, corpus, kind):
+    """Aligned input (corpus and reference) equals raw input; any batch budget, and one
+    example at a time, give the same metrics."""
+    small, conditions = corpus[:4], {"a": (0, 1), "b": [(1, 0), (1, 2)]}
+    aligned = align(small, model)
+    raw = ablate_heads(model, small, conditions, kind=kind, seed=2, progress=False)
+    pre = ablate_heads(
+        model, aligned, conditions, kind=kind, reference=aligned, seed=2, progress=False
+    )
+    tiny = ablate_heads(
+        model, aligned, conditions, kind=kind, seed=2, batch_tokens=1, progress=False
+    )
+    single = AblationResult.concat(
+        [
+            ablate_heads(model, [a], conditions, kind=kind, reference=small, seed=2, progress=False)
+            for a in aligned
+        ]
+    )
+    assert raw.ids == pre.ids == tiny.ids == single.ids == small.ids
+    for res in (pre, tiny, single):
+        for name in ("logit_diff", "logprob_diff", "loss_diff", "clean_loss"):
+            torch.testing.assert_close(getattr(res, name), getattr(raw, name), atol=1e-4, rtol=0)
+        assert torch.equal(res.nwp_correct, raw.nwp_correct)
+        assert torch.equal(res.n_word_tokens, raw.n_word_tokens)
+    assert pre.meta["kind"] == kind and pre.meta["n_examples"] == 4
+
+
+def test_aligned_examples_without_a_char_span_are_named(model):
+    from idiomlens.data import AlignedExample
+
+    bare = AlignedExample("no-chars", (0, 5, 6, 7), (1, 2), 1, "figurative", 0, (), "")
+    with pytest.raises(ValueError, match="no-chars"):
+        ablate_heads(model, [bare], [(0, 1)], progress=False)

@@ -48,3 +48,26 @@ def test_awareness_of_one_corpus_and_shared_definitions(model, corpus):
     assert torch.allclose(res.logprob, abl.clean_logprob, atol=1e-6)
     with pytest.raises(ValueError, match="at least one split"):
         idiom_awareness(model, {}, progress=False)
+
+
+def test_aligned_input_and_batching_do_not_change_results(model, corpus):
+    """Aligned splits equal raw ones; a tiny budget (one example per batch), a large one
+    and one example at a time agree."""
+    aligned = align(corpus, model)
+    raw = idiom_awareness(model, {"a": corpus[:5], "b": corpus[5:]}, progress=False)
+    pre = idiom_awareness(model, {"a": aligned[:5], "b": aligned[5:]}, progress=False)
+    tiny = idiom_awareness(
+        model, {"a": aligned[:5], "b": aligned[5:]}, batch_tokens=1, progress=False
+    )
+    big = idiom_awareness(
+        model, {"a": aligned[:5], "b": aligned[5:]}, batch_tokens=10**6, progress=False
+    )
+    single = [idiom_awareness(model, [a], progress=False) for a in aligned]
+    assert raw.ids == pre.ids == tiny.ids == big.ids == corpus.ids
+    for res in (pre, tiny, big):
+        torch.testing.assert_close(res.loss, raw.loss, atol=1e-5, rtol=0)
+        torch.testing.assert_close(res.logprob, raw.logprob, atol=1e-5, rtol=0)
+        assert torch.equal(res.nwp_correct, raw.nwp_correct)
+        assert torch.equal(res.split_index, raw.split_index)
+    torch.testing.assert_close(torch.cat([r.loss for r in single]), raw.loss, atol=1e-5, rtol=0)
+    assert pre.meta["splits"] == ["a", "b"] and pre.meta["n_examples"] == len(corpus)

@@ -96,3 +96,18 @@ def test_save_load_and_errors(model, edge_aligned, tmp_path):
     with pytest.raises(ValueError, match=r"example '[\w-]+': mask shape"):
         detect_heads(model, edge_aligned, bad)
     assert set(MASKS) >= {"previous_token", "duplicate_token", "induction"}
+
+
+@pytest.mark.parametrize("padding_side", ["right", "left"])
+@pytest.mark.parametrize("batch_tokens", [1, 10**6])
+def test_batch_equals_one_by_one(model, edge_aligned, padding_side, batch_tokens):
+    """Any batching and padding side gives each example's own single-example scores."""
+    fn = lambda ex: torch.tril(torch.ones(len(ex), len(ex)), diagonal=-1).bool()  # noqa: E731
+    for pattern in ("idiom_to_literal", "induction", fn):
+        got = detect_heads(
+            model, edge_aligned, pattern, batch_tokens=batch_tokens, padding_side=padding_side
+        )
+        single = HeadDetection.concat([detect_heads(model, [a], pattern) for a in edge_aligned])
+        assert got.ids == single.ids == tuple(a.id for a in edge_aligned)
+        torch.testing.assert_close(got.scores, single.scores, atol=1e-6, rtol=0)
+    assert got.meta["padding_side"] == padding_side and got.meta["n_examples"] == len(edge_aligned)
