@@ -56,6 +56,14 @@ _EXPORTS: dict[str, str] = {
     "make_patching_pairs": "idiomlens.interventions",
     "idiom_awareness": "idiomlens.interventions",
     "AwarenessResult": "idiomlens.interventions",
+    # training: the small-transformer lab
+    "train_lm": "idiomlens.training.lab",
+    "TrainedLM": "idiomlens.training.lab",
+    "sample": "idiomlens.training.lab",
+    "Sample": "idiomlens.training.lab",
+    "perplexity": "idiomlens.training.lab",
+    "register_task": "idiomlens.training.lab",
+    "verify_stable_load": "idiomlens.training.lab",
     # runs
     "run_analysis": "idiomlens.runs",
     # viz

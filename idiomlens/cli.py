@@ -186,6 +186,12 @@ def _add_commands(sub: Any) -> None:
     p.add_argument("-v", "--verbose", action="store_true")
     p.set_defaults(func=cmd_demo)
 
+    from idiomlens.training.lab import cli as lab_cli  # cheap: torch is imported in run
+
+    p = sub.add_parser(lab_cli.COMMAND[0], help=lab_cli.COMMAND[1])
+    lab_cli.add_arguments(p)
+    p.set_defaults(func=lab_cli.run)
+
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``idiomlens`` argument parser (subcommands score, detect, dla, ...)."""

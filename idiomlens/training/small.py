@@ -34,8 +34,8 @@ from transformer_lens import HookedTransformer
 from transformers import PreTrainedTokenizerFast
 
 from ..data.example import IdiomCorpus
-from ..models.native import save_hooked
 from ..models.build import build_model
+from ..models.native import save_hooked
 from ..models.tokenizers import train_bpe_tokenizer
 from .demo_data import build_demo_corpus, training_sentences
 
