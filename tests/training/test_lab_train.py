@@ -137,6 +137,9 @@ def test_two_by_two_sweep_gives_four_runs_and_a_summary(tmp_path):
     assert len(summary) == 4 and {"run", "lr", "normalization_type", "val_loss", "dir"} <= set(
         summary.columns
     )
+    pairs = {(r["lr"], r["normalization_type"] if isinstance(r["normalization_type"], str) else None)
+             for r in summary.to_dict("records")}  # fmt: skip
+    assert pairs == {(lr, n) for lr in (1e-2, 3e-3) for n in ("LN", None)}
     assert (tmp_path / "sweep" / "summary.csv").is_file()
     for r in runs:
         assert verify_stable_load(r.dir).ok
@@ -227,3 +230,12 @@ def test_induction_training_develops_a_layer_1_induction_head(tmp_path):
     assert score > float(prev.mean()[layer, head])  # an induction head, not a previous-token one
     assert prev.top(1)[0][0] == 0  # ... fed by a previous-token head in layer 0
     assert run.history["val_accuracy"].iloc[-1] > 0.6
+
+
+def test_trained_models_work_with_the_attention_view(copy_run):
+    from idiomlens.data import IdiomExample
+    from idiomlens.viz.attention import attention_view
+
+    text = "0 1 2 3 4 | 0 1 2 3 4"
+    view = attention_view(copy_run.model, IdiomExample("c", text, (0, 9)), [(1, 0)])
+    assert view.head_names and "0" in view.tokens[1]

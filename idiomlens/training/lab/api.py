@@ -125,6 +125,19 @@ def _train_one(
 def _summary(runs: list[tuple[str, LabConfig]], done: list[TrainedLM]) -> pd.DataFrame:
     rows = []
     for (name, _), run in zip(runs, done, strict=True):
-        swept = dict(part.split("=", 1) for part in name.split("__"))
-        rows.append({"run": name, **swept, **run.metrics, "dir": str(run.dir)})
+        keys = [part.split("=", 1)[0] for part in name.split("__")]
+        swept = {k: _lookup(run.config, k) for k in keys}
+        final = {k: v for k, v in run.metrics.items() if k not in swept}  # e.g. the last lr
+        rows.append({"run": name, **swept, **final, "dir": str(run.dir)})
     return pd.DataFrame(rows)
+
+
+def _lookup(config: dict[str, Any], key: str) -> Any:
+    """The value of a swept field (``key`` or ``section.key``) in a run's config."""
+    if "." in key:
+        section, field = key.split(".", 1)
+        return config[section].get(field)
+    for section in ("model", "data", "tokenizer", "train"):
+        if key in config.get(section, {}):
+            return config[section][key]
+    return None
