@@ -92,6 +92,14 @@ _EXPORTS: dict[str, str] = {
     # representations
     "extract": "idiomlens.representations",
     "Representations": "idiomlens.representations",
+    # training: the small-transformer lab
+    "train_lm": "idiomlens.training.lab",
+    "TrainedLM": "idiomlens.training.lab",
+    "sample": "idiomlens.training.lab",
+    "Sample": "idiomlens.training.lab",
+    "perplexity": "idiomlens.training.lab",
+    "register_task": "idiomlens.training.lab",
+    "verify_stable_load": "idiomlens.training.lab",
     # runs
     "run_analysis": "idiomlens.runs",
     # viz

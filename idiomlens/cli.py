@@ -54,6 +54,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "idiomlens.validation.command",
     "idiomlens.representations.geometry.cli",
     "idiomlens.representations.cli",
+    "idiomlens.training.lab.cli",
 )
 
 

@@ -7,18 +7,15 @@ initialised ``HookedTransformer`` seeded locally (no global RNG is touched).
 
 from __future__ import annotations
 
-import tempfile
 from functools import lru_cache
-from pathlib import Path
 
 import torch
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from transformer_lens import HookedTransformer, HookedTransformerConfig
-from transformers import AutoTokenizer, PreTrainedTokenizerFast
+from transformers import PreTrainedTokenizerFast
 
-__all__ = ["tiny_model", "tiny_tokenizer", "train_bpe_tokenizer", "TINY_TEXT"]
+from .tokenizers import train_bpe_tokenizer
 
-BOS = "<|endoftext|>"
+__all__ = ["tiny_model", "tiny_tokenizer", "TINY_TEXT"]
 
 #: The text the tiny tokenizer is trained on (idiomatic and literal sentences).
 TINY_TEXT = """\
@@ -36,34 +33,6 @@ Once in a blue moon, the river floods the valley.
 You hit the nail on the head with that answer.
 The quick brown fox jumps over the lazy dog.
 """
-
-
-def train_bpe_tokenizer(sentences: list[str], vocab_size: int) -> PreTrainedTokenizerFast:
-    """Train a GPT-2-style byte-level BPE on ``sentences``, offline, in milliseconds.
-
-    Words carry their leading space (``" beans"``), the offset mapping is exact, and
-    ``<|endoftext|>`` is the BOS, EOS and padding token (id 0), as in GPT-2. The
-    tokenizer is round-tripped through a temporary folder so that it has a
-    ``name_or_path`` TransformerLens can re-open offline (it reloads tokenizers with
-    ``add_bos_token``).
-    """
-    tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    tok.post_processor = processors.ByteLevel(trim_offsets=False)
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        special_tokens=[BOS],
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tok.train_from_iterator(sentences, trainer=trainer)
-    fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok, bos_token=BOS, eos_token=BOS, pad_token=BOS, unk_token=None
-    )
-    folder = Path(tempfile.mkdtemp(prefix="idiomlens-tokenizer-"))
-    fast.save_pretrained(folder)
-    return AutoTokenizer.from_pretrained(folder)
 
 
 @lru_cache(maxsize=4)

@@ -27,8 +27,6 @@ from typing import Any
 import torch
 
 from idiomlens._io import Result
-from idiomlens.data.batching import DEFAULT_BATCH_TOKENS
-from idiomlens.engine.collect import is_out_of_memory
 
 from ..data.batching import DEFAULT_BATCH_TOKENS
 from ..engine.collect import is_out_of_memory

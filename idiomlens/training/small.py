@@ -30,12 +30,13 @@ import torch
 import torch.nn.functional as F
 from jaxtyping import Int
 from torch import Tensor
-from transformer_lens import HookedTransformer, HookedTransformerConfig
+from transformer_lens import HookedTransformer
 from transformers import PreTrainedTokenizerFast
 
 from ..data.example import IdiomCorpus
+from ..models.build import build_model
 from ..models.native import save_hooked
-from ..models.tiny import train_bpe_tokenizer
+from ..models.tokenizers import train_bpe_tokenizer
 from .demo_data import build_demo_corpus, training_sentences
 
 __all__ = ["TrainConfig", "train_tokenizer", "train", "evaluate", "last_word_accuracy", "main"]
@@ -104,31 +105,21 @@ def _encode(
 
 
 def _build_model(cfg: TrainConfig, tokenizer: PreTrainedTokenizerFast) -> HookedTransformer:
-    hooked_cfg = HookedTransformerConfig(
-        n_layers=cfg.n_layers,
-        d_model=cfg.d_model,
-        n_heads=cfg.n_heads,
-        d_head=cfg.d_head,
-        d_mlp=cfg.d_mlp,
-        d_vocab=len(tokenizer),
-        n_ctx=cfg.n_ctx,
-        act_fn="gelu",
-        normalization_type="LN",
-        positional_embedding_type="standard",
-        default_prepend_bos=True,
-        seed=None,
-        model_name="idiomlens-demo",
-    )
-    with torch.random.fork_rng(devices=[]):  # TL's own init draws from the global RNG
-        model = HookedTransformer(hooked_cfg, tokenizer=tokenizer, move_to_device=False)
-    gen = torch.Generator().manual_seed(cfg.seed)
-    with torch.no_grad():
-        for name, param in model.named_parameters():
-            if name.endswith(("W_Q", "W_K", "W_V", "W_O", "W_in", "W_out", "W_E", "W_pos", "W_U")):
-                param.copy_(torch.randn(param.shape, generator=gen) * cfg.init_std)
-            elif name.split(".")[-1].startswith("b"):
-                param.zero_()
-    return model
+    hooked_cfg = {
+        "n_layers": cfg.n_layers,
+        "d_model": cfg.d_model,
+        "n_heads": cfg.n_heads,
+        "d_head": cfg.d_head,
+        "d_mlp": cfg.d_mlp,
+        "d_vocab": len(tokenizer),
+        "n_ctx": cfg.n_ctx,
+        "act_fn": "gelu",
+        "normalization_type": "LN",
+        "positional_embedding_type": "standard",
+        "default_prepend_bos": True,
+        "model_name": "idiomlens-demo",
+    }
+    return build_model(hooked_cfg, seed=cfg.seed, tokenizer=tokenizer, init_std=cfg.init_std)
 
 
 @contextlib.contextmanager
