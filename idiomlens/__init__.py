@@ -56,6 +56,11 @@ _EXPORTS: dict[str, str] = {
     "make_patching_pairs": "idiomlens.interventions",
     "idiom_awareness": "idiomlens.interventions",
     "AwarenessResult": "idiomlens.interventions",
+    # representations: probes
+    "train_probes": "idiomlens.representations.probes",
+    "ProbeResult": "idiomlens.representations.probes",
+    "compare_probes": "idiomlens.representations.probes",
+    "probe_profile": "idiomlens.representations.probes",
     # runs
     "run_analysis": "idiomlens.runs",
     # viz

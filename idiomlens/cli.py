@@ -179,6 +179,12 @@ def _add_commands(sub: Any) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=cmd_patch)
 
+    from idiomlens.representations.probes import command as probe_command
+
+    p = sub.add_parser(probe_command.COMMAND[0], help=probe_command.COMMAND[1])
+    probe_command.add_arguments(p)
+    p.set_defaults(func=probe_command.run)
+
     p = sub.add_parser("demo", help="offline demo on the shipped model and corpus: DIR/report.html")
     p.add_argument("--out", required=True, type=Path)
     p.add_argument("--device")
