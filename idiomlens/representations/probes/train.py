@@ -42,27 +42,56 @@ def _device(device: Any) -> torch.device:
 
 
 def _stack_layers(reps: Any, layers: Sequence[int], rows: Tensor, device, dtype) -> Tensor:
-    """``[layer, row, d_model]`` of the chosen rows, checked finite (naming layer and row)."""
-    mats = []
-    for layer in layers:
-        v = reps.vectors(layer)[rows].to(device=device, dtype=dtype)
-        finite = torch.isfinite(v)
-        if not bool(finite.all()):
-            bad = int(rows[(~finite).any(1).nonzero()[0, 0].cpu()])
-            raise ProbeInputError(
-                f"layer {layer}: the vectors hold NaN or inf (first at row {bad}, "
-                f"id {reps.row_ids[bad]!r})"
-            )
-        mats.append(v)
-    return torch.stack(mats)
+    """``[layer, row, d_model]`` of the chosen rows (one copy, filled layer by layer)."""
+    first = reps.vectors(layers[0])
+    x = torch.empty(len(layers), len(rows), first.shape[1], device=device, dtype=dtype)
+    for i, layer in enumerate(layers):
+        v = reps.vectors(layer)
+        if v.device == x.device and v.dtype == x.dtype:
+            torch.index_select(v, 0, rows.to(v.device), out=x[i])
+        else:
+            x[i] = v[rows.to(v.device)].to(device=device, dtype=dtype)
+    return x
 
 
-def _standardise(x_train: Tensor, x_test: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-    mean = x_train.mean(1, keepdim=True)
-    std = x_train.std(1, unbiased=False, keepdim=True)
-    tiny = 10 * torch.finfo(x_train.dtype).eps * mean.abs().clamp_min(1.0)
+def _check_finite(reps: Any, x: Tensor, sums: Tensor, layers: Sequence[int], rows: Tensor) -> None:
+    """Raise naming the first layer and row id with a NaN or inf (``sums``: per-feature
+    sums, non-finite exactly when a summed value is, barring float overflow)."""
+    bad_layers = (~torch.isfinite(sums)).any(-1).nonzero()[:, 0].tolist()
+    if not bad_layers:
+        return
+    i = bad_layers[0]
+    bad_rows = (~torch.isfinite(x[i])).any(-1).nonzero()[:, 0]
+    if len(bad_rows) == 0:
+        raise ProbeInputError(f"layer {layers[i]}: the vectors are too large to sum in {x.dtype}")
+    bad = int(rows[int(bad_rows[0])])
+    raise ProbeInputError(
+        f"layer {layers[i]}: the vectors hold NaN or inf (first at row {bad}, "
+        f"id {reps.row_ids[bad]!r})"
+    )
+
+
+def _standardise(x: Tensor, n_train: int, check: Any) -> tuple[Tensor, Tensor, Tensor]:
+    """Standardise ``x`` in place with its first ``n_train`` rows' mean and population std.
+
+    Column sums are matrix products (fast on every device); the variance is the diagonal
+    of the centred training rows' Gram matrix, which the solver's preconditioner needs
+    anyway (returned standardised, ``x_train^T x_train / n_train``), so large offsets do
+    not cancel. ``check(sums)`` sees the column sums of all rows first (finiteness).
+    """
+    n_layer, n_rows, _ = x.shape
+    ones = x.new_ones(n_layer, 1, n_rows)
+    check(torch.bmm(ones, x)[:, 0])  # [layer, d]
+    mean = torch.bmm(ones[..., :n_train], x[:, :n_train])[:, 0] / n_train
+    x.sub_(mean[:, None])
+    train = x[:, :n_train]
+    gram = torch.bmm(train.transpose(1, 2), train) / n_train  # centred [layer, d, d]
+    std = torch.diagonal(gram, dim1=1, dim2=2).clamp_min(0).sqrt()
+    tiny = 10 * torch.finfo(x.dtype).eps * mean.abs().clamp_min(1.0)
     std = torch.where(std > tiny, std, torch.ones_like(std))
-    return (x_train - mean) / std, (x_test - mean) / std, mean[:, 0], std[:, 0]
+    x.div_(std[:, None])
+    gram = gram / std[:, :, None] / std[:, None, :]
+    return mean, std, gram
 
 
 def _folds(codes: Tensor, k: int, seed: int) -> Tensor:
@@ -76,7 +105,9 @@ def _folds(codes: Tensor, k: int, seed: int) -> Tensor:
     return fold
 
 
-def _choose_C(x: Tensor, codes: Tensor, n_classes: int, k: int, Cs: Sequence[float], seed, cfg):
+def _choose_C(
+    x: Tensor, codes: Tensor, n_classes: int, k: int, Cs: Sequence[float], seed, cfg, gram
+):
     """Per-layer ``C`` with the best mean held-out accuracy over ``k`` folds."""
     if k < 2:
         raise ProbeInputError(f"cv needs at least 2 folds, got {k}")
@@ -90,7 +121,8 @@ def _choose_C(x: Tensor, codes: Tensor, n_classes: int, k: int, Cs: Sequence[flo
             groups.append(torch.where(fold == f, torch.full_like(codes, -1), codes))
     targets = torch.stack(groups)
     C = torch.tensor([c for c in Cs for _ in range(k)], dtype=x.dtype, device=x.device)
-    fit = fit_softmax(x, targets, n_classes=n_classes, C=C.expand(x.shape[0], -1), config=cfg)
+    C = C.expand(x.shape[0], -1)
+    fit = fit_softmax(x, targets, n_classes=n_classes, C=C, config=cfg, gram=gram)
     pred = fit.predict(x).cpu()  # [layer, group, row]
     held = torch.stack([fold == f for _ in Cs for f in range(k)])  # [group, row]
     right = ((pred == codes[None, None]) & held).sum(-1).double() / held.sum(-1).double()
@@ -248,17 +280,19 @@ def _fit_batch(
     """Fit probe and control on ``layers``; per-layer tensors keyed by ProbeResult field."""
     rows = torch.cat([train_idx, test_idx])
     x = _stack_layers(reps, layers, rows, dev, dtype)
-    x_train, x_test, mean, std = _standardise(x[:, : len(train_idx)], x[:, len(train_idx) :])
-    del x
+    mean, std, gram = _standardise(
+        x, len(train_idx), lambda sums: _check_finite(reps, x, sums, layers, rows)
+    )
+    x_train, x_test = x[:, : len(train_idx)], x[:, len(train_idx) :]
     y_train, k = codes[train_idx], len(classes)
     if cv:
-        C_layer = _choose_C(x_train, y_train, k, cv, Cs, seed, cfg)
+        C_layer = _choose_C(x_train, y_train, k, cv, Cs, seed, cfg, gram)
     else:
         C_layer = torch.full((len(layers),), float(C), dtype=torch.float64)
     control = bool((ctrl >= 0).any())
     targets = torch.stack([y_train, ctrl[train_idx]] if control else [y_train])
     C_groups = C_layer[:, None].expand(-1, targets.shape[0]).to(device=dev, dtype=dtype)
-    fit = fit_softmax(x_train, targets, n_classes=k, C=C_groups, config=cfg)
+    fit = fit_softmax(x_train, targets, n_classes=k, C=C_groups, config=cfg, gram=gram)
     pred_train, pred_test = fit.predict(x_train).cpu(), fit.predict(x_test).cpu()
     return _collect(
         fit,
