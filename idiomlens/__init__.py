@@ -100,6 +100,11 @@ _EXPORTS: dict[str, str] = {
     "perplexity": "idiomlens.training.lab",
     "register_task": "idiomlens.training.lab",
     "verify_stable_load": "idiomlens.training.lab",
+    # representations: probes
+    "train_probes": "idiomlens.representations.probes",
+    "ProbeResult": "idiomlens.representations.probes",
+    "compare_probes": "idiomlens.representations.probes",
+    "probe_profile": "idiomlens.representations.probes",
     # runs
     "run_analysis": "idiomlens.runs",
     # viz

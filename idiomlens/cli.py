@@ -55,6 +55,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "idiomlens.representations.geometry.cli",
     "idiomlens.representations.cli",
     "idiomlens.training.lab.cli",
+    "idiomlens.representations.probes.command",
 )
 
 

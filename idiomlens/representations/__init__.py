@@ -1,9 +1,9 @@
 """Representations: extraction, projections, layer geometry and probes.
 
-Names are imported lazily (``import idiomlens.representations.cli`` and
-``idiomlens.representations.geometry.cli`` stay torch-free).
-``idiomlens.representations.geometry`` is the geometry subpackage; its ``geometry()``
-convenience is ``idiomlens.geometry`` / ``idiomlens.representations.geometry.geometry``.
+Names are imported lazily (on first use), so the command-line modules below this
+package (``representations.cli``, ``geometry.cli``, ``probes.command``) import
+without torch. ``idiomlens.representations.geometry`` is the geometry subpackage; its
+``geometry()`` convenience is ``idiomlens.geometry``.
 """
 
 from __future__ import annotations
@@ -23,6 +23,12 @@ _EXPORTS: dict[str, str] = {
     "density_clusters": ".geometry",
     "GeometryResult": ".geometry",
     "GeometryConfig": ".geometry",
+    "train_probes": ".probes",
+    "ProbeResult": ".probes",
+    "compare_probes": ".probes",
+    "ProbeComparison": ".probes",
+    "probe_profile": ".probes",
+    "ProbeProfile": ".probes",
 }
 
 __all__ = sorted(_EXPORTS)
