@@ -41,10 +41,19 @@ def test_generated_sources_list_everything():
         assert f"## `idiomlens {sub}`" in cli
 
 
-@pytest.mark.skipif(
-    not (SITE / "api" / "index.html").is_file(),
-    reason="docs not built (mkdocs build, as .ci/run does)",
-)
+def _site_state() -> str | None:
+    """Why the built site cannot be checked (``None`` when it can)."""
+    page = SITE / "api" / "index.html"
+    if not page.is_file():
+        return "docs not built (mkdocs build, as .ci/run does)"
+    built = page.stat().st_mtime
+    newer = [p for p in (ROOT / "idiomlens").rglob("*.py") if p.stat().st_mtime > built]
+    if newer:
+        return f"the built site is older than {newer[0].relative_to(ROOT)}: rebuild it"
+    return None
+
+
+@pytest.mark.skipif(_site_state() is not None, reason=str(_site_state()))
 def test_built_site_documents_every_name_and_subcommand():
     api = (SITE / "api" / "index.html").read_text(encoding="utf-8")
     hooks = _hooks()
