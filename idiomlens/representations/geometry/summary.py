@@ -80,7 +80,7 @@ class GeometryConfig:
 
 @dataclass
 class GeometryResult(Result):
-    """Tidy geometry metrics: one entry per (layer, metric[, scale][, labels]).
+    """Tidy geometry metrics: one entry per ``(layer, metric[, scale][, labels])``.
 
     Attributes:
         layer: ``[entry]`` layer.
