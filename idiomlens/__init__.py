@@ -23,6 +23,7 @@ _EXPORTS: dict[str, str] = {
     "load_model": "idiomlens.models",
     "tiny_model": "idiomlens.models",
     "tiny_tokenizer": "idiomlens.models",
+    "tiny_hf_checkpoint": "idiomlens.models",
     "model_info": "idiomlens.models",
     # data
     "IdiomExample": "idiomlens.data",

@@ -7,7 +7,7 @@ from .info import DEFAULT_PROCESSING, NO_PROCESSING, ModelInfo, Processing, mode
 from .load import DEMO_MODEL_NAME, load_model
 from .native import load_hooked, save_hooked
 from .sites import attn_out_hook, pattern_hook, resid_pre_hook, z_hook
-from .tiny import tiny_model, tiny_tokenizer
+from .tiny import tiny_hf_checkpoint, tiny_model, tiny_tokenizer
 from .tokenizers import char_tokenizer, train_bpe_tokenizer, word_tokenizer
 
 __all__ = [
@@ -23,6 +23,7 @@ __all__ = [
     "load_hooked",
     "tiny_model",
     "tiny_tokenizer",
+    "tiny_hf_checkpoint",
     "build_model",
     "hooked_config",
     "train_bpe_tokenizer",

@@ -2,12 +2,15 @@
 
 Everything here is built offline in milliseconds: the tokenizer is trained with
 ``tokenizers`` on a few sentences the package ships, the model is a randomly
-initialised ``HookedTransformer`` seeded locally (no global RNG is touched).
+initialised ``HookedTransformer`` seeded locally (no global RNG is touched), and
+:func:`tiny_hf_checkpoint` saves a random Hugging Face checkpoint folder (for
+fine-tuning and loading examples).
 """
 
 from __future__ import annotations
 
 from functools import lru_cache
+from pathlib import Path
 
 import torch
 from transformer_lens import HookedTransformer, HookedTransformerConfig
@@ -15,7 +18,7 @@ from transformers import PreTrainedTokenizerFast
 
 from .tokenizers import train_bpe_tokenizer
 
-__all__ = ["tiny_model", "tiny_tokenizer", "TINY_TEXT"]
+__all__ = ["tiny_model", "tiny_tokenizer", "tiny_hf_checkpoint", "TINY_TEXT", "TINY_HF_FAMILIES"]
 
 #: The text the tiny tokenizer is trained on (idiomatic and literal sentences).
 TINY_TEXT = """\
@@ -113,3 +116,71 @@ def tiny_model(
     if dtype != torch.float32:
         model.to(dtype)
     return model.eval()
+
+
+#: ``config.model_type`` families :func:`tiny_hf_checkpoint` can build.
+TINY_HF_FAMILIES = ("gpt2", "gpt_neox", "llama")
+
+
+def _hf_config(family: str, *, n_layers: int, n_heads: int, d_model: int, n_ctx: int) -> object:
+    from transformers import GPT2Config, GPTNeoXConfig, LlamaConfig
+
+    ids = {
+        "vocab_size": len(tiny_tokenizer()),
+        "bos_token_id": 0,
+        "eos_token_id": 0,
+        "pad_token_id": 0,
+    }
+    sizes = {"hidden_size": d_model, "num_hidden_layers": n_layers, "num_attention_heads": n_heads}
+    if family == "gpt2":
+        return GPT2Config(
+            n_embd=d_model, n_layer=n_layers, n_head=n_heads, n_positions=n_ctx, **ids
+        )
+    if family == "gpt_neox":
+        return GPTNeoXConfig(
+            **sizes, intermediate_size=4 * d_model, max_position_embeddings=n_ctx, **ids
+        )
+    if family == "llama":
+        return LlamaConfig(
+            **sizes, intermediate_size=4 * d_model, max_position_embeddings=n_ctx, **ids
+        )
+    raise ValueError(
+        f"tiny_hf_checkpoint: unknown family {family!r}; choose one of {TINY_HF_FAMILIES}"
+    )
+
+
+def tiny_hf_checkpoint(
+    folder: str | Path,
+    *,
+    family: str = "gpt2",
+    n_layers: int = 2,
+    n_heads: int = 4,
+    d_model: int = 32,
+    n_ctx: int = 64,
+    seed: int = 0,
+) -> Path:
+    """Save a small randomly initialised Hugging Face causal LM, with :func:`tiny_tokenizer`,
+    to ``folder`` (created) and return it; offline, well under a second.
+
+    The folder is an ordinary local checkpoint (``config.json``, safetensors weights,
+    tokenizer files): :func:`~idiomlens.load_model` and :func:`~idiomlens.finetune` read
+    it. ``family`` is one of :data:`TINY_HF_FAMILIES`; Hugging Face's own initialisation
+    draws from a forked torch generator seeded with ``seed``, so the global RNG is left
+    as it was and the same arguments give the same weights.
+
+    >>> import tempfile
+    >>> from idiomlens.models import load_model
+    >>> folder = tiny_hf_checkpoint(tempfile.mkdtemp(), n_layers=1)
+    >>> (folder / "config.json").is_file(), load_model(folder).cfg.n_layers
+    (True, 1)
+    """
+    from transformers import AutoModelForCausalLM
+
+    config = _hf_config(family, n_layers=n_layers, n_heads=n_heads, d_model=d_model, n_ctx=n_ctx)
+    folder = Path(folder)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = AutoModelForCausalLM.from_config(config)
+    model.save_pretrained(folder)
+    tiny_tokenizer().save_pretrained(folder)
+    return folder
