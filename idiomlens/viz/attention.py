@@ -13,7 +13,7 @@ Needs the optional extra: ``pip install "idiomlens[viz]"``.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -44,7 +44,7 @@ class AttentionView:
         head_names: ``"L{layer}H{head}"`` of each panel.
     """
 
-    html: str
+    html: str = field(repr=False)  # ~1 MB of inlined JavaScript: never in a repr
     tokens: tuple[str, ...]
     head_names: tuple[str, ...]
 
