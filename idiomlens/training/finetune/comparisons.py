@@ -38,6 +38,8 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from ..._heads import head_label
+
 __all__ = [
     "Comparison",
     "COMPARISONS",
@@ -49,15 +51,6 @@ __all__ = [
 ]
 
 Values = tuple[tuple[str, ...], Float[Tensor, "example unit"], tuple[str, ...]]
-
-
-def head_label(layer: int, head: int) -> str:
-    """``"L{layer}H{head}"``, the head label DLA uses.
-
-    >>> head_label(3, 1)
-    'L3H1'
-    """
-    return f"L{layer}H{head}"
 
 
 @dataclass(frozen=True, kw_only=True)
