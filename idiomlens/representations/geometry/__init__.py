@@ -21,6 +21,7 @@ from typing import Any
 _EXPORTS: dict[str, str] = {
     "intrinsic_dimension": ".metrics",
     "neighbourhood_overlap": ".metrics",
+    "neighbourhood_overlap_points": ".metrics",
     "label_overlap": ".metrics",
     "density_clusters": ".metrics",
     "geometry": ".summary",
