@@ -6,6 +6,8 @@ or text, as single runs or sweeps; sample from them and measure perplexity.
 - :func:`register_task` and the built-in tasks in :mod:`.tasks`;
 - :func:`verify_stable_load` reloads a saved run and checks it;
 - :func:`sample` -> :class:`Sample`; :func:`perplexity` -> :class:`Perplexity`.
+- :meth:`TrainedLM.embeddings` -> per-layer internal embeddings of texts (via
+  :func:`idiomlens.extract`); attention views: :func:`idiomlens.attention_view`.
 """
 
 from __future__ import annotations
