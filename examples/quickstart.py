@@ -34,7 +34,7 @@ dla = il.direct_logit_attribution(model, corpus, progress=False)
 print("largest idiom-target components:", dla.top(5, group="idiom"))
 
 # Zero-ablate heads and measure the last idiom word (METHODS.md metrics).
-conditions = {f"L{layer}H{head}": [(layer, head)] for layer, head, _ in idiom.top(2)}
+conditions = {il.head_label(*head): [head] for head in idiom.top(2).heads()}
 conditions["layer 0"] = [(0, h) for h in range(model.cfg.n_heads)]
 ablation = il.ablate_heads(model, corpus, conditions, kind="zero", progress=False)
 print(ablation.summary())

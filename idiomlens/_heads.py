@@ -2,7 +2,8 @@
 
 Labels:
 
-- :func:`head_label` ``(1, 3) -> "L1H3"``; :func:`parse_head` reads ``"L1H3"``,
+- :func:`head_label` ``(1, 3) -> "L1H3"`` (:func:`mlp_label` ``2 -> "L2_mlp"``,
+  :func:`layer_label` ``2 -> "L2"``); :func:`parse_head` reads ``"L1H3"``,
   ``"l1h3"`` or ``"1.3"`` back (the CLI's ``--heads`` syntax);
 - :func:`cell_label` names a cell of a ``[layer, pos, head]``-like grid (``"L1P5H3"``,
   ``"L1P5"``), :func:`label_parts` reads any of these labels (and ``"L2_mlp"``) into
@@ -39,6 +40,8 @@ from typing import Any, NamedTuple
 
 __all__ = [
     "head_label",
+    "layer_label",
+    "mlp_label",
     "parse_head",
     "cell_label",
     "label_parts",
@@ -57,6 +60,16 @@ _HEAD_TEXT = re.compile(r"^\s*(?:[Ll](\d+)[Hh](\d+)|(\d+)\.(\d+))\s*$")
 def head_label(layer: int, head: int) -> str:
     """``"L{layer}H{head}"``, the name of a head everywhere in idiomlens."""
     return f"L{int(layer)}H{int(head)}"
+
+
+def layer_label(layer: int) -> str:
+    """``"L{layer}"``, the name of a layer as a unit (per-layer comparisons, figures)."""
+    return f"L{int(layer)}"
+
+
+def mlp_label(layer: int) -> str:
+    """``"L{layer}_mlp"``, the name of a layer's MLP (DLA components); see :func:`label_parts`."""
+    return f"L{int(layer)}_mlp"
 
 
 def parse_head(text: str) -> tuple[int, int]:

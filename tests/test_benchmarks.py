@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -20,6 +21,46 @@ CASES = {
         ["--n", "12", "--repeats", "1", "--small", "--threads", "1"],
         ["norm/last", "(disk)", "x"],
     ),
+    "bench_geometry.py": (
+        [
+            "--layers",
+            "2",
+            "--n",
+            "200",
+            "--dim",
+            "16",
+            "--manifold",
+            "3",
+            "--classes",
+            "2",
+            "--threads",
+            "1",
+        ],  # fmt: skip
+        ["speed-up (baseline / idiomlens)", "max |idiomlens - baseline| neighbourhood_overlap"],
+    ),
+    "bench_lab.py": (
+        [
+            "--steps",
+            "5",
+            "--repeats",
+            "1",
+            "--layers",
+            "1",
+            "--d-model",
+            "32",
+            "--batch-size",
+            "8",
+            "--length",
+            "6",
+            "--n-val",
+            "16",
+        ],  # fmt: skip
+        ["train_lm:", "plain loop:", "ratio train_lm / plain"],
+    ),
+    "bench_finetune.py": (
+        ["--steps", "3", "--repeats", "1", "--layers", "1", "--width", "32"],
+        ["ratio finetune/plain"],
+    ),
 }
 
 
@@ -32,6 +73,10 @@ def test_benchmark_runs(script):
         text=True,
         timeout=300,
         cwd=ROOT,
+        env={
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+        },
     )
     assert done.returncode == 0, done.stderr[-2000:]
     for text in expected:

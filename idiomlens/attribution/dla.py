@@ -34,6 +34,7 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from .._heads import head_label, mlp_label
 from ..engine import Site, forward, site_hooks
 from ..models.sites import (
     ln_final_scale_hook,
@@ -68,9 +69,9 @@ def component_labels(model: Any) -> tuple[str, ...]:
     """``("embed", ["pos_embed",] "L0H0", ..., "L0_mlp", "L1H0", ..., "bias")``, residual order."""
     labels = ["embed"] + (["pos_embed"] if _has_pos_embed(model) else [])
     for layer in range(model.cfg.n_layers):
-        labels += [f"L{layer}H{h}" for h in range(model.cfg.n_heads)]
+        labels += [head_label(layer, h) for h in range(model.cfg.n_heads)]
         if not model.cfg.attn_only:
-            labels.append(f"L{layer}_mlp")
+            labels.append(mlp_label(layer))
     return tuple(labels + ["bias"])
 
 

@@ -30,6 +30,7 @@ import torch
 from jaxtyping import Bool, Float
 from torch import Tensor
 
+from .._heads import head_label
 from ..data.align import AlignedExample
 from ..data.batching import DEFAULT_BATCH_TOKENS, Batch, make_batch
 from ..data.example import IdiomExample
@@ -70,7 +71,7 @@ def normalize_conditions(
 
     ``conditions`` is a mapping ``name -> (l, h) | [(l, h), ...]`` (order kept), a list of
     ``(name, heads)`` pairs, or a list of ``(l, h)`` meaning one condition per head named
-    ``"L{l}H{h}"``. Names must be unique.
+    :func:`~idiomlens.head_label` (``"L1H3"``). Names must be unique.
 
     >>> names, masks = normalize_conditions({"a": (0, 1), "b": [(0, 0), (1, 1)]}, 2, 2)
     >>> names, masks.sum((1, 2)).tolist()
@@ -109,7 +110,7 @@ def normalize_conditions(
 
 def _head_condition(head: Any) -> tuple[str, list[tuple[int, int]]]:
     ((layer, h),) = normalize_heads([head])
-    return f"L{layer}H{h}", [(layer, h)]
+    return head_label(layer, h), [(layer, h)]
 
 
 def _sum_z(z: Tensor, batch: Batch, state: dict[str, Any], *, layer: int) -> None:
@@ -216,7 +217,8 @@ def ablate_heads(
             :func:`~idiomlens.align` (they keep the idiom's character span, which the
             last-word metrics need).
         conditions: ``{name: (l, h) | [(l, h), ...]}`` (unique names, order kept), or a
-            list of ``(l, h)``: one condition per head named ``"L{l}H{h}"``.
+            list of ``(l, h)``: one condition per head named by
+                :func:`~idiomlens.head_label` (``"L1H3"``).
         kind: ``"zero"``, ``"mean"`` or ``"resample"`` (see the module docstring).
         positions: ablate at ``"all"`` real positions (BOS included), the ``"idiom"`` span
             or the ``"literal"`` positions.

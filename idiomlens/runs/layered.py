@@ -21,10 +21,6 @@ what the folder holds, with a warning. One process only (no ``torchrun`` / ``--s
 from __future__ import annotations
 
 import logging
-import os
-import shutil
-import time
-import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
@@ -32,7 +28,7 @@ from typing import Any, TypeVar
 from .executor import plan_chunks
 from .request import sha256_file
 from .spec import RunSpec
-from .store import MANIFEST, ChunkRecord, ResultStore, _read_json, result_type_name
+from .store import MANIFEST, ChunkRecord, ResultStore, _read_json
 
 __all__ = ["LayeredStore", "run_layered"]
 
@@ -49,49 +45,11 @@ def _folder_checksums(folder: Path, names: Any = None) -> dict[str, str]:
 class LayeredStore(ResultStore):
     """A :class:`~idiomlens.runs.store.ResultStore` for results saved as many files."""
 
-    def valid_chunk(
-        self, records: dict[str, ChunkRecord], index: int, start: int, end: int
-    ) -> bool:
-        rec = records.get(self.chunk_name(index))
-        if rec is None or (rec.get("start"), rec.get("end")) != (start, end):
-            return False
-        try:
-            ok = bool(rec.get("sha256")) and (
-                _folder_checksums(self.chunk_path(index), rec["sha256"]) == rec["sha256"]
-            )
-        except OSError:
-            ok = False
-        if not ok:
-            log.warning(
-                "chunk %s in %s is corrupted or incomplete; recomputing it", index, self.root
-            )
-        return ok
-
-    def write_chunk(self, key: str, index: int, start: int, end: int, result: Any) -> None:
-        """Save ``result`` as chunk ``index`` (temp folder, rename) and record its files."""
-        self.chunks_dir.mkdir(parents=True, exist_ok=True)
-        tmp = (
-            self.chunks_dir / f".tmp-{self.chunk_name(index)}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        )
-        try:
-            result.save(tmp)
-            record = {
-                "start": start,
-                "end": end,
-                "n_ids": len(result.ids),
-                "type": result_type_name(type(result)),
-                "written": time.time(),
-                "sha256": _folder_checksums(tmp),
-            }
-            final = self.chunk_path(index)
-            if final.exists():
-                shutil.rmtree(final)
-            os.replace(tmp, final)
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-        own, _ = self._own_records(key)
-        own[self.chunk_name(index)] = record
-        self._write_own(key, own)
+    def chunk_checksums(
+        self, folder: Path, recorded: dict[str, str] | None = None
+    ) -> dict[str, str]:
+        """Every file of a chunk folder (only the ``recorded`` names when verifying)."""
+        return _folder_checksums(folder, recorded or None)
 
     def write_final(self, key: str, files: list[str], records: dict[str, ChunkRecord]) -> None:  # type: ignore[override]
         """Record the assembled ``files`` (in the folder itself) and mark the run complete."""

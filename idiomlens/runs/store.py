@@ -180,7 +180,7 @@ class ResultStore:
             return False
         folder = self.chunk_path(index)
         try:
-            ok = _checksums(folder) == rec.get("sha256")
+            ok = self.chunk_checksums(folder, rec.get("sha256")) == rec.get("sha256")
         except OSError:
             ok = False
         if not ok:
@@ -189,8 +189,18 @@ class ResultStore:
             )
         return ok
 
-    def write_chunk(self, key: str, index: int, start: int, end: int, result: Result) -> None:
-        """Save ``result`` as chunk ``index`` atomically and record it in this writer's manifest."""
+    def chunk_checksums(
+        self, folder: Path, recorded: dict[str, str] | None = None
+    ) -> dict[str, str]:
+        """SHA-256 of a chunk folder's files (``recorded``: the chunk record's, when a
+        saved chunk is verified). Here the two files of a saved ``Result``."""
+        return _checksums(folder)
+
+    def write_chunk(self, key: str, index: int, start: int, end: int, result: Any) -> None:
+        """Save ``result`` as chunk ``index`` atomically and record it in this writer's manifest.
+
+        ``result``: a ``Result``, or any object with ``.ids`` and ``.save(folder)`` whose
+        files :meth:`chunk_checksums` covers (a layered run's chunk)."""
         self.chunks_dir.mkdir(parents=True, exist_ok=True)
         tmp = (
             self.chunks_dir / f".tmp-{self.chunk_name(index)}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
@@ -203,7 +213,7 @@ class ResultStore:
                 "n_ids": len(result.ids),
                 "type": result_type_name(type(result)),
                 "written": time.time(),
-                "sha256": _checksums(tmp),
+                "sha256": self.chunk_checksums(tmp),
             }
             final = self.chunk_path(index)
             if final.exists():

@@ -24,6 +24,7 @@ import torch
 from jaxtyping import Bool, Float
 from torch import Tensor
 
+from .._heads import head_label
 from .._io import Result
 from ..data.align import AlignedExample
 from ..data.batching import Batch
@@ -82,7 +83,7 @@ class PatternSimilarity(Result):
         return pd.DataFrame(
             [
                 {
-                    "head": f"L{la}H{h}",
+                    "head": head_label(la, h),
                     "layer": la,
                     "head_index": h,
                     "cosine": float(mean[la, h]),

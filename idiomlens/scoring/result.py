@@ -12,6 +12,7 @@ from torch import Tensor
 
 from .._heads import HeadRank, Ranking
 from .._io import Result
+from .combine import DEFAULT_COMBINE, combined_head_scores
 from .features import FEATURE_NAMES
 
 __all__ = ["HeadScores", "top_heads"]
@@ -61,6 +62,8 @@ class HeadScores(Result):
 
     ``mean()`` / ``std()`` return plain ``[layer, head]`` tensors (over examples), so
     they compose with torch; ``top(k)`` ranks heads by the mean combined score.
+    ``mean(combine=...)`` / ``top(k, combine=...)`` use a calibrated combination of the
+    features instead (``"zscore"``, ``"rank"``; :mod:`idiomlens.scoring.combine`).
     """
 
     ids: tuple[str, ...]
@@ -92,9 +95,32 @@ class HeadScores(Result):
             raise ValueError(f"unknown feature {feature!r}; have {self.feature_names}")
         return self.features[..., self.feature_names.index(feature)]
 
-    def mean(self, feature: str | None = None) -> Float[Tensor, "layer head_index"]:
-        """Mean over examples of the combined score (or of one ``feature``)."""
-        return self._values(feature).mean(0)
+    def mean(
+        self, feature: str | None = None, *, combine: str = DEFAULT_COMBINE
+    ) -> Float[Tensor, "layer head_index"]:
+        """Mean over examples of the combined score (or of one ``feature``).
+
+        ``combine`` picks how the five features make one score per head
+        (:mod:`idiomlens.scoring.combine`): ``"sigmoid_sum"`` (METHODS.md, the default:
+        the mean of :attr:`scores`), ``"zscore"`` (features averaged over examples,
+        standardised across heads, summed) or ``"rank"`` (mean rank across features).
+        It applies to the combined score only, not together with ``feature``.
+
+        >>> feats = torch.tensor([[[[0.1, 0.0, 0.0, 0.0, 0.0], [0.3, 0.0, 0.0, 0.0, 10.0]]]])
+        >>> s = HeadScores(ids=("a",), features=feats, scores=torch.sigmoid(feats.sum(-1)))
+        >>> [round(x, 2) for x in s.mean(combine="rank")[0].tolist()]
+        [1.3, 1.7]
+        >>> s.top(1)[0].label, s.top(1, combine="zscore")[0].label
+        ('L0H1', 'L0H1')
+        """
+        if combine == DEFAULT_COMBINE:
+            return self._values(feature).mean(0)
+        if feature is not None and feature != "score":
+            raise ValueError(
+                f"combine={combine!r} combines the features; it does not apply to "
+                f"feature={feature!r}"
+            )
+        return combined_head_scores(self, combine=combine)
 
     def std(self, feature: str | None = None) -> Float[Tensor, "layer head_index"]:
         """Unbiased std over examples (0 with fewer than two examples)."""
@@ -103,12 +129,15 @@ class HeadScores(Result):
             return torch.zeros_like(values[0])
         return values.std(0)
 
-    def top(self, k: int = 10, feature: str | None = None) -> Ranking:
+    def top(
+        self, k: int = 10, feature: str | None = None, *, combine: str = DEFAULT_COMBINE
+    ) -> Ranking:
         """The ``k`` heads with the highest mean score, as ``HeadRank(layer, head, value)``.
 
-        Ties go to the smaller ``(layer, head)``.
+        ``combine`` as in :meth:`mean` (the value is that combination's score). Ties go
+        to the smaller ``(layer, head)``.
         """
-        return top_heads(self.mean(feature), k, self.layers)
+        return top_heads(self.mean(feature, combine=combine), k, self.layers)
 
     def select(self, ids: list[str] | tuple[str, ...]) -> HeadScores:
         """The scores of ``ids`` (in that order); raises ``KeyError`` naming a missing id."""

@@ -29,18 +29,11 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
+from .._heads import head_label
+
 __all__ = ["HeadRanking", "as_ranking", "draw_controls", "head_label"]
 
 Head = tuple[int, int]
-
-
-def head_label(layer: int, head: int) -> str:
-    """``"L{layer}H{head}"``, the head label used across idiomlens.
-
-    >>> head_label(1, 3)
-    'L1H3'
-    """
-    return f"L{layer}H{head}"
 
 
 @dataclass(frozen=True, kw_only=True)

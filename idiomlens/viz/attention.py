@@ -21,6 +21,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from .._heads import head_label
 from .._io import atomic_write_bytes
 from ..data.align import AlignedExample
 from ..data.example import IdiomExample
@@ -41,7 +42,7 @@ class AttentionView:
     Attributes:
         html: the widget's HTML with circuitsvis's JavaScript inlined (no network).
         tokens: the token labels shown (idiom tokens marked ``⟦...⟧``).
-        head_names: ``"L{layer}H{head}"`` of each panel.
+        head_names: :func:`~idiomlens.head_label` of each panel (``"L1H3"``).
     """
 
     html: str = field(repr=False)  # ~1 MB of inlined JavaScript: never in a repr
@@ -86,7 +87,7 @@ def head_patterns(
     for layer, head in pairs:
         if not (0 <= layer < cfg.n_layers and 0 <= head < cfg.n_heads):
             raise ValueError(
-                f"head L{layer}H{head} is not in this model ({cfg.n_layers} layers x "
+                f"head {head_label(layer, head)} is not in this model ({cfg.n_layers} layers x "
                 f"{cfg.n_heads} heads)"
             )
     layers = sorted({layer for layer, _ in pairs})
@@ -129,6 +130,6 @@ def attention_view(
     for pos, token in enumerate(example.tokens):
         text = model.tokenizer.decode([token])
         labels.append(f"{IDIOM_MARKS[0]}{text}{IDIOM_MARKS[1]}" if s <= pos <= e else text)
-    names = [f"L{layer}H{head}" for layer, head in pairs]
+    names = [head_label(layer, head) for layer, head in pairs]
     rendered = attention_heads(patterns, labels, attention_head_names=names, mask_upper_tri=True)
     return AttentionView(html=rendered.local_src, tokens=tuple(labels), head_names=tuple(names))

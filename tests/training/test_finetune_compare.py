@@ -89,5 +89,7 @@ def test_bootstrap_ci_matches_the_normal_approximation():
 
 
 def test_unknown_analysis_is_one_clear_error(trained, small, tmp_path):
-    with pytest.raises(ValueError, match="unknown analysis 'probes'.*known: dla, score"):
+    with pytest.raises(
+        ValueError, match="unknown analysis 'probes'.*known: dla, overlap, probe, score"
+    ):
         compare_checkpoints(None, trained, small, analysis="probes", out=tmp_path)

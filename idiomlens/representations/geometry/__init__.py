@@ -15,12 +15,12 @@ exact float64 distances where ratios are taken). Re-implemented from DADApy
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from ..._lazy import lazy_exports
 
 _EXPORTS: dict[str, str] = {
     "intrinsic_dimension": ".metrics",
     "neighbourhood_overlap": ".metrics",
+    "neighbourhood_overlap_points": ".metrics",
     "label_overlap": ".metrics",
     "density_clusters": ".metrics",
     "geometry": ".summary",
@@ -37,17 +37,4 @@ _EXPORTS: dict[str, str] = {
     "adp_clusters": ".adp",
 }
 
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module, __name__), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)

@@ -26,18 +26,25 @@ from dataclasses import dataclass
 from typing import Any
 
 import torch
+from jaxtyping import Float
 from torch import Tensor
 
 from ..result import Representations
 from .adp import adp_clusters, knn_log_density
 from .intrinsic import gride, gride_scales, gride_single, twonn
 from .layers import LayerPoints, check_same_rows, iter_layers, resolve_labels, resolve_layers
-from .overlap import label_neighbours, label_overlap_from_graph, neighbour_overlap
+from .overlap import (
+    label_neighbours,
+    label_overlap_from_graph,
+    neighbour_overlap,
+    neighbour_overlap_points,
+)
 
 __all__ = [
     "MetricSpec",
     "intrinsic_dimension",
     "neighbourhood_overlap",
+    "neighbourhood_overlap_points",
     "label_overlap",
     "density_clusters",
     "run_metrics",
@@ -149,8 +156,12 @@ def label_overlap_spec(*, class_fraction: float = 0.3) -> MetricSpec:
     return MetricSpec("label_overlap", needs, rows)
 
 
-def overlap_spec(*, k: int = 30) -> MetricSpec:
-    """Neighbourhood overlap with the second representations' graph of the same points."""
+def overlap_spec(*, k: int = 30, per_point: bool = False) -> MetricSpec:
+    """Neighbourhood overlap with the second representations' graph of the same points.
+
+    ``per_point``: rows also hold ``points`` (each kept point's overlap, ``[point]``) and
+    ``keep`` (their row indices).
+    """
 
     def needs(n: int, codes: dict[str, Tensor]) -> Needs:
         _check_k("neighbourhood_overlap", k, n)
@@ -158,7 +169,11 @@ def overlap_spec(*, k: int = 30) -> MetricSpec:
 
     def rows(p: LayerPoints, codes: dict[str, Tensor]) -> list[dict[str, Any]]:
         assert p.other is not None
-        return [{"overlap": neighbour_overlap(p.graph.indices, p.other.indices, k=k)}]
+        row: dict[str, Any] = {"overlap": neighbour_overlap(p.graph.indices, p.other.indices, k=k)}
+        if per_point:
+            row["points"] = neighbour_overlap_points(p.graph.indices, p.other.indices, k=k)
+            row["keep"] = p.keep
+        return [row]
 
     return MetricSpec("neighbourhood_overlap", needs, rows, needs_other=True)
 
@@ -255,6 +270,37 @@ def neighbourhood_overlap(
         a, [overlap_spec(k=k)], other=b, layers=layers, device=device, progress=progress
     )
     return _frame(rows["neighbourhood_overlap"])
+
+
+def neighbourhood_overlap_points(
+    a: Representations,
+    b: Representations,
+    *,
+    k: int = 30,
+    layers: Sequence[int] | None = None,
+    device: str | torch.device | None = None,
+    progress: bool = True,
+) -> tuple[tuple[int, ...], Float[Tensor, "row layer"]]:
+    """:func:`neighbourhood_overlap` point by point: ``(layers, [row, layer] overlaps)``.
+
+    Row ``i``, layer ``l``: ``|NN_k^A(i) & NN_k^B(i)| / k`` (float64); NaN for a row
+    dropped as a duplicate in that layer. Per layer, the mean over the non-NaN rows is
+    :func:`neighbourhood_overlap`'s ``overlap`` (what a bootstrap over rows resamples).
+
+    >>> g = torch.Generator().manual_seed(0)
+    >>> x = Representations.from_tensors({0: torch.randn(20, 3, generator=g)})
+    >>> layers, per_row = neighbourhood_overlap_points(x, x, k=4, progress=False)
+    >>> layers, tuple(per_row.shape), bool((per_row == 1).all())
+    ((0,), (20, 1), True)
+    """
+    rows = run_metrics(
+        a, [overlap_spec(k=k, per_point=True)], other=b, layers=layers, device=device,
+        progress=progress,
+    )["neighbourhood_overlap"]  # fmt: skip
+    out = torch.full((a.n_rows, len(rows)), float("nan"), dtype=torch.float64)
+    for j, row in enumerate(rows):
+        out[row["keep"], j] = row["points"]
+    return tuple(int(r["layer"]) for r in rows), out
 
 
 def label_overlap(

@@ -19,16 +19,37 @@
 from __future__ import annotations
 
 import torch
-from jaxtyping import Int
+from jaxtyping import Float, Int
 from torch import Tensor
 
-__all__ = ["neighbour_overlap", "label_neighbours", "label_overlap_from_graph"]
+__all__ = [
+    "neighbour_overlap",
+    "neighbour_overlap_points",
+    "label_neighbours",
+    "label_overlap_from_graph",
+]
 
 
 def neighbour_overlap(
     indices_a: Int[Tensor, "point ka"], indices_b: Int[Tensor, "point kb"], *, k: int
 ) -> float:
     """Mean fraction of shared ``k`` nearest neighbours (both lists nearest first)."""
+    return float(_shared_neighbours(indices_a, indices_b, k=k).double().mean() / k)
+
+
+def neighbour_overlap_points(
+    indices_a: Int[Tensor, "point ka"], indices_b: Int[Tensor, "point kb"], *, k: int
+) -> Float[Tensor, " point"]:
+    """Per point, the fraction of shared ``k`` nearest neighbours (float64, on the CPU).
+
+    >>> neighbour_overlap_points(torch.tensor([[1, 2], [0, 2]]), torch.tensor([[2, 1], [2, 1]]), k=2).tolist()
+    [1.0, 0.5]
+    """
+    return (_shared_neighbours(indices_a, indices_b, k=k).double() / k).cpu()
+
+
+def _shared_neighbours(indices_a: Tensor, indices_b: Tensor, *, k: int) -> Tensor:
+    """``[point]`` counts of neighbours in both ``k``-lists."""
     a, b = indices_a[:, :k], indices_b[:, :k].to(indices_a.device)
     if a.shape[1] < k or b.shape[1] < k:
         raise ValueError(f"need {k} neighbours per point, have {a.shape[1]} and {b.shape[1]}")
@@ -36,7 +57,7 @@ def neighbour_overlap(
     step = max(1, 2**24 // (k * k))
     for s in range(0, a.shape[0], step):  # [step, k, k] comparisons at a time
         shared[s : s + step] = (a[s : s + step, :, None] == b[s : s + step, None, :]).any(2).sum(1)
-    return float(shared.double().mean() / k)
+    return shared
 
 
 def label_neighbours(codes: Int[Tensor, " point"], class_fraction: float) -> Int[Tensor, " point"]:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -129,6 +130,13 @@ def _folder(out: Path, entry: Comparison, params: dict, label: str) -> Path:
     return out / f"{entry.name}-{tag}" / label
 
 
+def _run_engine(analysis: str, model: Any, corpus: Any, **kwargs: Any) -> Any:
+    """The default runner: the run engine's cached, resumable ``run_analysis``."""
+    from idiomlens.runs import run_analysis
+
+    return run_analysis(analysis, model, corpus, **kwargs)
+
+
 def compare_checkpoints(
     base: Any,
     checkpoints: Any,
@@ -155,12 +163,17 @@ def compare_checkpoints(
             list of folders (adapter or full checkpoints; ``load_model`` reads each).
         corpus: the ``IdiomCorpus`` every model is analysed on.
         analysis: a :data:`~.comparisons.COMPARISONS` name (``"score"``: idiom scores
-            per head; ``"dla"``: direct logit attribution per head) or a ``Comparison``.
+            per head; ``"dla"``: direct logit attribution per head; ``"overlap"``:
+            neighbourhood overlap with the base per layer; ``"probe"``: probe accuracy
+            per layer) or a ``Comparison``.
         out: cache folder; each model's run-engine store is ``out/<analysis>-<params
             hash>/<label>``, reused by later calls.
-        params: analysis parameters (e.g. ``{"kind": "literal"}`` for scores).
+        params: analysis parameters (e.g. ``{"kind": "literal"}`` for scores,
+            ``{"site": "norm", "pool": "idiom"}`` for overlap and probes, plus probe
+            keywords such as ``{"labels": "label", "seed": 1}`` for probes).
         options: how values are read (``{"feature": "phrase"}`` for scores,
-            ``{"group": "literal"}`` for DLA).
+            ``{"group": "literal"}`` for DLA, ``{"k": 10}`` for overlap,
+            ``{"task": "control"}`` for probes).
         n_boot, ci, seed: percentile bootstrap over examples.
         device, dtype: where and how models are loaded.
 
@@ -169,8 +182,8 @@ def compare_checkpoints(
         ``[checkpoint, unit]``, ``.level`` ``[model, unit]``, ``.to_dataframe()``,
         ``.plot()`` across steps).
     """
-    from idiomlens.models import load_model
-    from idiomlens.runs import run_analysis, weights_fingerprint
+    from idiomlens.models import NO_PROCESSING, load_model
+    from idiomlens.runs import weights_fingerprint
 
     entry = get_comparison(analysis)
     params = {**entry.params, **(params or {})}
@@ -180,13 +193,14 @@ def compare_checkpoints(
     if base is None:
         raise ValueError("compare_checkpoints: give base= (the model the checkpoints started from)")
     out = Path(out)
+    run = entry.run or partial(_run_engine, entry.analysis)
+    loading = {"processing": NO_PROCESSING} if entry.raw_weights else {}
 
     def analyse(source: Any, label: str, cache: dict[str, Any]) -> Any:
-        model = load_model(source, device=device, dtype=dtype)
+        model = load_model(source, device=device, dtype=dtype, **loading)
         key = weights_fingerprint(model)
         if key not in cache:
-            cache[key] = run_analysis(
-                entry.analysis,
+            cache[key] = run(
                 model,
                 corpus,
                 out=_folder(out, entry, params, label),

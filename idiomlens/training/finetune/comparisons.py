@@ -13,18 +13,35 @@ says how to read its result as per-example values over *units* (heads, layers):
   overlap of a checkpoint's representations with the base's. When given it replaces the
   difference, and ``values`` may be ``None``.
 
-Both are bootstrapped over examples the same way. Adding a per-layer analysis later is
-one :func:`register_comparison` call, e.g. (once ``extract`` is a run-engine analysis
-whose result has ``.ids`` and ``.vectors(layer)``)::
+Both are bootstrapped over examples the same way. Each model's result comes from
+``run(model, corpus, *, out, params, progress, batch_tokens, model_source)``; by default
+that is :func:`idiomlens.runs.run_analysis` of ``analysis`` (content-keyed and cached in
+``out``); analyses that are not run-engine entries bring their own cached runner.
+``raw_weights=True`` loads every model with ``processing=NO_PROCESSING``.
 
-    register_comparison(Comparison(
-        name="overlap", analysis="extract", axes=("layer",), statistic="overlap",
-        params={"site": "resid_post", "pool": "last"}, values=None,
-        paired=lambda base, other, k=30: per_point_overlap(base, other, k=k),
-    ))
+The registered comparisons:
+
+- ``"score"`` / ``"dla"``: per head, ``checkpoint - base`` of the idiom score / the
+  direct logit attribution;
+- ``"overlap"``: per layer, the neighbourhood overlap (METHODS.md, ``k=30`` by default;
+  ``options={"k": ...}``) of each checkpoint's representations with the base's, point
+  by point (:func:`~idiomlens.representations.geometry.neighbourhood_overlap_points`;
+  token rows are averaged per example), so 1 for a checkpoint with the base's weights.
+  The representations come from :func:`~idiomlens.extract` with ``out=`` (cached,
+  resumable; ``params`` are ``extract``'s keywords, default ``resid_post`` / ``last``)
+  on models loaded without weight processing (raw residual vectors, as in Hugging Face);
+- ``"probe"``: per layer, ``checkpoint - base`` of the probe's test correctness
+  (:func:`~idiomlens.train_probes` through the cached
+  :func:`~idiomlens.representations.probes.run.run_probes` on the cached extraction;
+  ``params`` mixes ``extract`` keywords (``site``, ``pool``, ``layers``, ``dtype``,
+  ``average_duplicates``) and probe keywords (``labels``, ``seed``, ``C``, ...)). The
+  seeded split depends on the rows and labels only, so every model is tested on the
+  same rows and the mean difference is the difference of accuracies. Rows are the
+  test rows (tokens for ``pool="tokens"``; :func:`~idiomlens.compare_probes` resamples
+  those by sentence).
 
 >>> sorted(COMPARISONS)
-['dla', 'score']
+['dla', 'overlap', 'probe', 'score']
 """
 
 from __future__ import annotations
@@ -38,6 +55,8 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
+from ..._heads import head_label, layer_label
+
 __all__ = [
     "Comparison",
     "COMPARISONS",
@@ -46,18 +65,11 @@ __all__ = [
     "head_label",
     "score_values",
     "dla_head_values",
+    "overlap_values",
+    "probe_values",
 ]
 
 Values = tuple[tuple[str, ...], Float[Tensor, "example unit"], tuple[str, ...]]
-
-
-def head_label(layer: int, head: int) -> str:
-    """``"L{layer}H{head}"``, the head label DLA uses.
-
-    >>> head_label(3, 1)
-    'L3H1'
-    """
-    return f"L{layer}H{head}"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -72,6 +84,9 @@ class Comparison:
         paired: a joint per-example statistic (replaces ``checkpoint - base``).
         statistic: name of the statistic (``"diff"`` unless ``paired`` says otherwise).
         params: default analysis parameters (the caller's ``params`` update them).
+        run: ``run(model, corpus, *, out, params, progress, batch_tokens, model_source)``
+            -> the model's result, cached in ``out`` (default: ``run_analysis``).
+        raw_weights: load every model with ``processing=NO_PROCESSING``.
     """
 
     name: str
@@ -81,6 +96,8 @@ class Comparison:
     paired: Callable[..., Values] | None = None
     statistic: str = "diff"
     params: dict[str, Any] = field(default_factory=dict)
+    run: Callable[..., Any] | None = None
+    raw_weights: bool = False
 
     def __post_init__(self) -> None:
         if self.values is None and self.paired is None:
@@ -136,4 +153,83 @@ register_comparison(
 )
 register_comparison(
     Comparison(name="dla", analysis="dla", axes=("layer", "head"), values=dla_head_values)
+)
+
+
+# ---- per-layer comparisons on representations ------------------------------------------
+
+#: ``extract`` keywords a ``"probe"`` comparison's ``params`` may hold (the rest go to
+#: the probe).
+EXTRACT_PARAMS = ("site", "pool", "layers", "dtype", "average_duplicates")
+
+
+def _extract_run(model: Any, corpus: Any, *, out: Any, params: dict, progress: bool,
+                 batch_tokens: int | None, model_source: str | None = None) -> Any:  # fmt: skip
+    """The model's representations, extracted once into ``out`` (``extract(out=...)``)."""
+    from idiomlens.representations import extract
+
+    return extract(model, corpus, out=out, progress=progress, batch_tokens=batch_tokens, **params)
+
+
+def _probe_run(model: Any, corpus: Any, *, out: Any, params: dict, progress: bool,
+               batch_tokens: int | None, model_source: str | None = None) -> Any:  # fmt: skip
+    """Probes on the model's representations: ``out/representations`` then ``out/probes``."""
+    from pathlib import Path
+
+    from idiomlens.representations.probes.run import run_probes
+
+    reps_params = {k: v for k, v in params.items() if k in EXTRACT_PARAMS}
+    probe_params = {k: v for k, v in params.items() if k not in EXTRACT_PARAMS}
+    reps_dir = Path(out) / "representations"
+    _extract_run(model, corpus, out=reps_dir, params=reps_params, progress=progress,
+                 batch_tokens=batch_tokens)  # fmt: skip
+    return run_probes(reps_dir, out=Path(out) / "probes", progress=progress, **probe_params)
+
+
+def overlap_values(base: Any, other: Any, *, k: int = 30, device: Any = None) -> Values:
+    """Two ``Representations`` of the same rows -> per-example neighbourhood overlap per
+    layer (token rows averaged per example; NaN where a row was a duplicate)."""
+    from idiomlens.representations.geometry import neighbourhood_overlap_points
+
+    layers, points = neighbourhood_overlap_points(base, other, k=k, device=device, progress=False)
+    if base.example_index is not None:  # token rows -> one value per example
+        present = (~points.isnan()).double()
+        sums = torch.zeros(len(base.ids), len(layers), dtype=torch.float64)
+        counts = torch.zeros_like(sums)
+        sums.index_add_(0, base.example_index, points.nan_to_num(0.0))
+        counts.index_add_(0, base.example_index, present)
+        points = sums / counts
+    return tuple(base.ids), points.float(), tuple(layer_label(x) for x in layers)
+
+
+def probe_values(result: Any, *, task: str = "probe") -> Values:
+    """``ProbeResult`` -> per test row, 1.0 where the probe (or ``task="control"``) was
+    right, per layer (the mean over rows is the accuracy)."""
+    correct = result.correct(task).T.float()  # [test, layer]
+    return tuple(result.ids), correct, tuple(layer_label(x) for x in result.layers)
+
+
+register_comparison(
+    Comparison(
+        name="overlap",
+        analysis="extract",
+        axes=("layer",),
+        values=None,
+        paired=overlap_values,
+        statistic="overlap",
+        params={"site": "resid_post", "pool": "last"},
+        run=_extract_run,
+        raw_weights=True,
+    )
+)
+register_comparison(
+    Comparison(
+        name="probe",
+        analysis="probe",
+        axes=("layer",),
+        values=probe_values,
+        params={"site": "resid_post", "pool": "last"},
+        run=_probe_run,
+        raw_weights=True,
+    )
 )

@@ -6,12 +6,13 @@ or text, as single runs or sweeps; sample from them and measure perplexity.
 - :func:`register_task` and the built-in tasks in :mod:`.tasks`;
 - :func:`verify_stable_load` reloads a saved run and checks it;
 - :func:`sample` -> :class:`Sample`; :func:`perplexity` -> :class:`Perplexity`.
+- :meth:`TrainedLM.embeddings` -> per-layer internal embeddings of texts (via
+  :func:`idiomlens.extract`); attention views: :func:`idiomlens.attention_view`.
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from ..._lazy import lazy_exports
 
 #: name -> submodule; imported on first use so that ``idiomlens train --help`` stays cheap.
 _EXPORTS: dict[str, str] = {
@@ -38,17 +39,4 @@ _EXPORTS: dict[str, str] = {
     "Perplexity": "perplexity",
 }
 
-__all__ = sorted(_EXPORTS)
-
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return __all__
+__getattr__, __dir__, __all__ = lazy_exports(__name__, _EXPORTS)

@@ -58,6 +58,45 @@ class TrainedLM:
         """Plotly figure of tracked ``metrics`` over ``x`` (``step``, ``samples``, ``tokens``)."""
         return self.history.plot(metrics, x=x)
 
+    def embeddings(
+        self,
+        texts: Any,
+        *,
+        site: str = "resid_post",
+        pool: str = "tokens",
+        layers: Any = None,
+        **kwargs: Any,
+    ) -> Any:
+        """The model's internal embeddings of ``texts``, per layer, via :func:`idiomlens.extract`.
+
+        Args:
+            texts: strings (ids ``text-0``, ``text-1``, ...), or a
+                :class:`~idiomlens.data.texts.TextCorpus` / :class:`TextExample` items
+                (their labels are kept, e.g. for probes), or an ``IdiomCorpus``.
+            site, pool, layers: as in ``extract``. The default ``pool="tokens"`` gives
+                one row per token after BOS (``.token_ids``, ``.positions``,
+                ``.example_index``, ``.labels["token"]``); ``"last"`` / ``"mean"`` one
+                row per text.
+            **kwargs: other ``extract`` keywords (``out=`` to cache, ``dtype``,
+                ``batch_tokens``, ``progress``, ...).
+
+        Returns:
+            :class:`~idiomlens.Representations`; ``.vectors(layer)`` is ``[row, d_model]``.
+
+        Texts are tokenised by the run's tokenizer (a task's symbols are separated by
+        spaces, e.g. ``"1 2 | 1 2"``).
+        """
+        from ...data.texts import TextCorpus, TextExample
+        from ...representations import extract
+
+        items = list(texts) if not isinstance(texts, str) else [texts]
+        if items and all(isinstance(t, str) for t in items):
+            texts = TextCorpus(
+                [TextExample(f"text-{i}", t) for i, t in enumerate(items)], name=self.name
+            )
+        kwargs.setdefault("progress", False)
+        return extract(self.model, texts, site=site, pool=pool, layers=layers, **kwargs)
+
     @classmethod
     def load(cls, folder: str | Path, *, device: str | None = None) -> TrainedLM:
         """Read a finished run folder."""
