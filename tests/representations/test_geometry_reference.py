@@ -57,7 +57,12 @@ def test_knn_graph_blocks_and_sort_path_agree(cloud, monkeypatch):
     x = torch.tensor(cloud[0])
     ref = knn_graph(x, k=30, ranks=(2, 300), device="cpu")
     monkeypatch.setitem(knn.BLOCK_BYTES, "cpu", 4 * 400 * 7)  # 7 rows per block
-    monkeypatch.setattr(knn, "_rank_block", lambda d2, depth: d2.argsort(dim=1)[:, :depth])
+
+    def by_sort(d2, depth):
+        idx = d2.argsort(dim=1)[:, :depth]
+        return d2.gather(1, idx), idx
+
+    monkeypatch.setattr(knn, "_rank_block", by_sort)
     got = knn_graph(x, k=30, ranks=(2, 300), device="cpu")
     assert torch.equal(got.indices, ref.indices)
     torch.testing.assert_close(got.rank_distances, ref.rank_distances, rtol=1e-12, atol=0)

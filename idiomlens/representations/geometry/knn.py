@@ -102,11 +102,13 @@ def _block_rows(n: int, device: torch.device) -> int:
     return max(1, min(n, budget // (4 * n)))
 
 
-def _rank_block(d2: Tensor, depth: int) -> Tensor:
-    """Indices of the ``depth`` smallest entries of every row, nearest first."""
+def _rank_block(d2: Tensor, depth: int) -> tuple[Tensor, Tensor]:
+    """Values and indices of the ``depth`` smallest entries of every row, nearest first."""
     if depth > 512 and 8 * depth > d2.shape[1]:  # deep lists: one sort beats a deep topk
-        return d2.argsort(dim=1)[:, :depth]
-    return d2.topk(depth, dim=1, largest=False, sorted=True).indices
+        idx = d2.argsort(dim=1)[:, :depth]
+        return d2.gather(1, idx), idx
+    values, idx = d2.topk(depth, dim=1, largest=False, sorted=True)
+    return values, idx
 
 
 def _far_values(d2: Tensor, ranks: list[int]) -> Tensor:
@@ -155,9 +157,13 @@ def knn_graph(
     x32 = x64.float()
     sq = (x32 * x32).sum(1)
     n_exact = min(n - 1, EXACT_RANKS)
-    far = [r for r in ranks if r > n_exact]
     depth = max(k, n_exact)
+    # far ranks within the kept depth are read off the top-k values; only deeper ranks
+    # need a full (values-only) sort of every row
+    far_top = [r for r in ranks if n_exact < r <= depth]
+    far = [r for r in ranks if r > depth]
     indices = torch.empty(n, depth, dtype=torch.long, device=dev)
+    top_d2 = torch.empty(n, len(far_top), dtype=torch.float32, device=dev)
     far_d2 = torch.empty(n, len(far), dtype=torch.float32, device=dev)
     block = _block_rows(n, dev)
     for s in range(0, n, block):
@@ -165,14 +171,16 @@ def knn_graph(
         d2 = torch.addmm(sq[s:e, None] + sq[None, :], x32[s:e], x32.T, alpha=-2.0)  # [b, N]
         d2.clamp_(min=0.0)
         d2[torch.arange(e - s, device=dev), torch.arange(s, e, device=dev)] = math.inf
-        indices[s:e] = _rank_block(d2, depth)  # [b, depth]
+        values, indices[s:e] = _rank_block(d2, depth)  # [b, depth]
+        if far_top:
+            top_d2[s:e] = values[:, [r - 1 for r in far_top]]
         if far:
             far_d2[s:e] = _far_values(d2, far)
         del d2
     near = [r for r in ranks if r <= n_exact]
     rows = torch.arange(n, device=dev)
     columns = list(_exact_distances(x64, rows, indices[:, [r - 1 for r in near]]).unbind(1))
-    columns += list(far_d2.double().sqrt().unbind(1))
+    columns += list(top_d2.double().sqrt().unbind(1)) + list(far_d2.double().sqrt().unbind(1))
     dist = (
         torch.stack(columns, 1).cummax(dim=1).values  # near-ties: keep ranks monotone
         if columns
