@@ -316,14 +316,30 @@ def _run(args: argparse.Namespace, analysis: str, params: dict[str, Any]) -> int
         _report(args, analysis, str(hit["result_type"]).rpartition(":")[2], int(hit["n_ids"]))
         return 0
 
+    result = run_registered(args, analysis, params)
+    if result is not None:
+        remember(args.out, request)
+        _report(args, analysis, type(result).__name__, len(result.ids))
+    else:
+        _report(args, analysis, "", 0)
+    return 0
+
+
+def run_registered(
+    args: argparse.Namespace, analysis: str, params: dict[str, Any], *, model: Any = None
+) -> Any:
+    """``run_analysis(analysis, ...)`` with the common run options of ``args`` (``--out``,
+    ``--chunk-size``, ``--batch-tokens``, ``--shard``, ...): the one place a command
+    drives the run engine. Loads the model (unless given) and the corpus; an alignment
+    error names the corpus file as well as the example."""
     from idiomlens.data import AlignmentError
     from idiomlens.runs import run_analysis
     from idiomlens.runs.distributed import shutdown_distributed
 
-    model = _load_model(args)
+    model = _load_model(args) if model is None else model
     corpus = _load_corpus(args)
     try:
-        result = run_analysis(
+        return run_analysis(
             analysis,
             model,
             corpus,
@@ -340,12 +356,6 @@ def _run(args: argparse.Namespace, analysis: str, params: dict[str, Any]) -> int
         raise UserError(f"{args.corpus}: {err}") from None
     finally:
         shutdown_distributed()
-    if result is not None:
-        remember(args.out, request)
-        _report(args, analysis, type(result).__name__, len(result.ids))
-    else:
-        _report(args, analysis, "", 0)
-    return 0
 
 
 # ---- commands ------------------------------------------------------------------------------

@@ -173,29 +173,8 @@ def run(args: argparse.Namespace) -> int:
 
 def _run_analysis(args: argparse.Namespace, model: Any, params: dict[str, Any]) -> Any:
     from idiomlens import cli
-    from idiomlens.data import AlignmentError
-    from idiomlens.runs import run_analysis
-    from idiomlens.runs.distributed import shutdown_distributed
 
-    corpus = cli._load_corpus(args)
-    try:
-        result = run_analysis(
-            "validate",
-            model,
-            corpus,
-            out=args.out,
-            params=params,
-            chunk_size=args.chunk_size,
-            batch_tokens=args.batch_tokens,
-            progress=not args.no_progress,
-            resume=not args.no_resume,
-            shard=args.shard,
-            model_source=str(args.model),
-        )
-    except AlignmentError as err:
-        raise cli.UserError(f"{args.corpus}: {err}") from None
-    finally:
-        shutdown_distributed()
+    result = cli.run_registered(args, "validate", params, model=model)
     if args.shard is not None:
         print(f"shard {args.shard[0]}/{args.shard[1]} of validate done in {args.out}")
     return result
