@@ -11,16 +11,15 @@ accumulated in float32 and stored in the representation's dtype.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
 from jaxtyping import Int
 from torch import Tensor
 
-from .result import LAYER_FILE, Representations
+from .result import Representations
 
-__all__ = ["duplicate_groups", "average_duplicates", "average_chunks"]
+__all__ = ["duplicate_groups", "average_duplicates", "group_labels", "group_means"]
 
 
 def duplicate_groups(token_ids: Int[Tensor, " row"]) -> tuple[Tensor, Tensor]:
@@ -40,7 +39,7 @@ def duplicate_groups(token_ids: Int[Tensor, " row"]) -> tuple[Tensor, Tensor]:
     return rank[inverse], first[order]
 
 
-def _group_labels(labels: dict[str, Sequence[Any]], group: Tensor, n_groups: int) -> dict:
+def group_labels(labels: dict[str, Sequence[Any]], group: Tensor, n_groups: int) -> dict:
     out: dict[str, list[Any]] = {}
     groups = group.tolist()
     for name, values in labels.items():
@@ -55,7 +54,7 @@ def _group_labels(labels: dict[str, Sequence[Any]], group: Tensor, n_groups: int
 _UNSET = object()
 
 
-def _means(parts: Any, group: Tensor, n_groups: int, d: int, dtype: torch.dtype) -> Tensor:
+def group_means(parts: Any, group: Tensor, n_groups: int, d: int, dtype: torch.dtype) -> Tensor:
     sums = torch.zeros(n_groups, d, dtype=torch.float32)
     start = 0
     for part in parts:
@@ -74,39 +73,16 @@ def average_duplicates(reps: Representations) -> Representations:
     tensors = {}
     for layer in reps.layers:
         v = reps.vectors(layer)
-        tensors[layer] = _means([v], group, n, v.shape[1], v.dtype)
+        tensors[layer] = group_means([v], group, n, v.shape[1], v.dtype)
     return Representations(
         layers=reps.layers,
         ids=reps.ids,
         site=reps.site,
         pool=reps.pool,
-        labels=_group_labels(reps.labels, group, n),
+        labels=group_labels(reps.labels, group, n),
         meta={**reps.meta, "average_duplicates": True},
         tensors=tensors,
         token_ids=reps.token_ids[first],
         example_index=reps.example_index[first],
         positions=reps.positions[first],
     )
-
-
-def average_chunks(
-    folders: Sequence[Path],
-    root: Path,
-    like: Representations,
-    ids: Sequence[str],
-    labels: dict[str, Sequence[Any]],
-    tokens: dict[str, Tensor],
-) -> list[str]:
-    """Streamed: average the token rows of saved chunk folders into ``root``'s layer files."""
-    from .disk import _layer_rows, _shape, write_index, write_rows
-
-    group, first = duplicate_groups(tokens["token_ids"])
-    n = len(first)
-    files = []
-    for layer in like.layers:
-        (_, d), dtype = _shape(folders[0], layer)
-        means = _means(_layer_rows(folders, layer), group, n, d, dtype)
-        write_rows(root / LAYER_FILE(layer), [means], n_rows=n, d=d, dtype=dtype)
-        files.append(LAYER_FILE(layer))
-    merged = {k: v[first] for k, v in tokens.items()}
-    return files + write_index(root, like, ids, _group_labels(labels, group, n), merged)

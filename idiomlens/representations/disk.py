@@ -6,7 +6,7 @@ run into the final folder without ever holding more than one chunk's layer in me
 each layer file is written as a safetensors header (whose shape is known from the chunk
 headers) followed by the chunks' raw bytes, in corpus order (:func:`write_rows`).
 With ``average_duplicates`` the token rows are averaged per token id on the way
-(:func:`~.average.average_duplicate_tokens_streamed`).
+(:func:`average_chunks`).
 """
 
 from __future__ import annotations
@@ -17,15 +17,17 @@ import struct
 import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import Tensor
 
+from .average import duplicate_groups, group_labels, group_means
 from .result import INDEX_FILE, LAYER_FILE, TOKENS_FILE, Representations
 
-__all__ = ["write_rows", "assemble_chunks", "SAFETENSORS_DTYPES"]
+__all__ = ["write_rows", "assemble_chunks", "average_chunks", "SAFETENSORS_DTYPES"]
 
 SAFETENSORS_DTYPES = {torch.float32: "F32", torch.float16: "F16", torch.bfloat16: "BF16"}
 
@@ -111,8 +113,6 @@ def assemble_chunks(
             "positions": torch.cat([p.positions for p in parts]),
         }
     if average_duplicates:
-        from .average import average_chunks
-
         return average_chunks(folders, root, first, ids, labels, tokens)
     files = []
     for layer in first.layers:
@@ -139,3 +139,24 @@ def write_index(
         files.append(TOKENS_FILE)
     atomic_write_json(root / INDEX_FILE, like.index_dict(ids=ids, labels=labels))
     return [*files, INDEX_FILE]
+
+
+def average_chunks(
+    folders: Sequence[Path],
+    root: Path,
+    like: Representations,
+    ids: Sequence[str],
+    labels: dict[str, Sequence[Any]],
+    tokens: dict[str, Tensor],
+) -> list[str]:
+    """Streamed: average the token rows of saved chunk folders into ``root``'s layer files."""
+    group, first = duplicate_groups(tokens["token_ids"])
+    n = len(first)
+    files = []
+    for layer in like.layers:
+        (_, d), dtype = _shape(folders[0], layer)
+        means = group_means(_layer_rows(folders, layer), group, n, d, dtype)
+        write_rows(root / LAYER_FILE(layer), [means], n_rows=n, d=d, dtype=dtype)
+        files.append(LAYER_FILE(layer))
+    merged = {k: v[first] for k, v in tokens.items()}
+    return files + write_index(root, like, ids, group_labels(labels, group, n), merged)
