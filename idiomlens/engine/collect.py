@@ -272,7 +272,7 @@ def collect(
     (('a', 'b'), (2,))
     """
     aligned = prepare(model, corpus)
-    chunks: dict[str, list[tuple[Tensor, Any]]] = {}
+    outputs: dict[str, Any] = {}
     for indices, out in iter_collect(
         model,
         aligned,
@@ -284,22 +284,21 @@ def collect(
         aligned=aligned,
     ):
         for name, value in out.items():
-            chunks.setdefault(name, []).append((indices, value))
-    return Collected(
-        aligned, {name: _scatter(parts, len(aligned)) for name, parts in chunks.items()}
-    )
+            _place(outputs, name, indices, value, len(aligned))
+    return Collected(aligned, outputs)
 
 
-def _scatter(parts: list[tuple[Tensor, Any]], n: int) -> Any:
-    """Put per-batch values back at their corpus positions."""
-    if isinstance(parts[0][1], Tensor):
-        first = parts[0][1]
-        full = torch.zeros((n, *first.shape[1:]), dtype=first.dtype)
-        for indices, value in parts:
-            full[indices] = value
-        return full
-    items: list[Any] = [None] * n
-    for indices, value in parts:
-        for i, v in zip(indices.tolist(), value, strict=True):
-            items[i] = v
-    return items
+def _place(outputs: dict[str, Any], name: str, indices: Tensor, value: Any, n: int) -> None:
+    """Write one batch's values at their corpus positions; the full ``[n, ...]`` tensor
+    (or ``n``-list) is allocated when ``name`` is first seen, so nothing is held twice."""
+    if name not in outputs:
+        is_tensor = isinstance(value, Tensor)
+        outputs[name] = (
+            torch.zeros((n, *value.shape[1:]), dtype=value.dtype) if is_tensor else [None] * n
+        )
+    full = outputs[name]
+    if isinstance(full, Tensor):
+        full[indices] = value
+        return
+    for i, v in zip(indices.tolist(), value, strict=True):
+        full[i] = v

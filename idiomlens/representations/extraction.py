@@ -1,7 +1,7 @@
 """``extract``: hidden representations of one site and pool, per layer, for a corpus.
 
 Sites and pools are METHODS.md's ("Representations"; :mod:`.pools` has the tables).
-Everything runs on the forward-collect engine (:func:`~idiomlens.engine.iter_collect`):
+Everything runs on the forward-collect engine (:func:`~idiomlens.engine.collect`):
 token-budgeted padded batches, one hook per requested layer that pools the whole batch
 on the model's device (only ``[batch, d_model]`` rows, or the real token rows for
 ``pool="tokens"``, ever leave it, already in the storage dtype), the forward stopped
@@ -31,7 +31,7 @@ from ..data.align import AlignedExample
 from ..data.batching import Batch
 from ..data.example import IdiomExample
 from ..data.texts import TextExample
-from ..engine import Collector, Site, iter_collect, prepare, run_meta
+from ..engine import Collector, Site, collect, prepare, run_meta
 from ..engine.provenance import corpus_hash
 from .pools import (
     SPAN_POOLS,
@@ -68,12 +68,10 @@ class _Plan:
             Site(self.hooks[layer], partial(_reduce, key=f"L{layer}", plan=self, layer=layer))
             for layer in self.layers
         ]
-        finish = partial(_finish_tokens, plan=self) if self.pool == "tokens" else _finish
+        # default finish: every state entry not starting with "_" (one [batch, d] per layer)
+        extra = {"finish": _finish_tokens} if self.pool == "tokens" else {}
         return Collector(
-            sites=sites,
-            setup=partial(_setup, pool=self.pool),
-            finish=finish,
-            desc=f"extract {self.site}",
+            sites=sites, setup=partial(_setup, pool=self.pool), desc=f"extract {self.site}", **extra
         )
 
 
@@ -91,14 +89,10 @@ def _reduce(act: Tensor, batch: Batch, state: dict, *, key: str, plan: _Plan, la
     state[key] = rows.to(plan.dtype)
 
 
-def _finish(batch: Batch, state: dict, logits: Any) -> dict:
-    return {k: v for k, v in state.items() if not k.startswith("_")}
-
-
-def _finish_tokens(batch: Batch, state: dict, logits: Any, *, plan: _Plan) -> dict:
+def _finish_tokens(batch: Batch, state: dict, logits: Any) -> dict:
     """Token rows -> one ``[T_b - p0, d]`` CPU tensor per example (one transfer per layer)."""
     counts = (batch.lengths - batch.p0).tolist()
-    return {k: list(v.cpu().split(counts)) for k, v in _finish(batch, state, logits).items()}
+    return {k: list(v.cpu().split(counts)) for k, v in state.items() if not k.startswith("_")}
 
 
 def _storage_dtype(dtype: Any) -> torch.dtype:
@@ -153,24 +147,10 @@ def _compute(
     model: Any, aligned: list[AlignedExample], plan: _Plan, **engine: Any
 ) -> dict[int, Tensor]:
     """``{layer: [rows, d_model]}`` for ``aligned`` (corpus order), in the storage dtype."""
-    n, d = len(aligned), int(model.cfg.d_model)
-    tokens = plan.pool == "tokens"
-    rows: dict[int, Any] = {
-        layer: [None] * n if tokens else torch.empty(n, d, dtype=plan.dtype)
-        for layer in plan.layers
-    }
-    collector = plan.collector()
-    for indices, outputs in iter_collect(model, aligned, collector, aligned=aligned, **engine):
-        for layer in plan.layers:
-            value = outputs[f"L{layer}"]
-            if tokens:
-                for i, v in zip(indices.tolist(), value, strict=True):
-                    rows[layer][i] = v
-            else:
-                rows[layer][indices] = value
-    if tokens:
-        return {layer: torch.cat(parts) for layer, parts in rows.items()}
-    return rows
+    out = collect(model, aligned, plan.collector(), **engine)
+    if plan.pool == "tokens":  # per example [T_b - p0, d] -> one [tokens, d] per layer
+        return {layer: torch.cat(out[f"L{layer}"]) for layer in plan.layers}
+    return {layer: out[f"L{layer}"] for layer in plan.layers}
 
 
 def _token_fields(model: Any, aligned: list[AlignedExample], labels: dict) -> tuple[dict, dict]:
