@@ -2,7 +2,8 @@
 
 :func:`unique_rows` drops exact duplicate rows (keeping the first), and :func:`knn_graph`
 finds, for every point, its nearest neighbours in Euclidean distance, the point itself
-never among them. The search is a blocked float32 matmul (``|x|^2 + |y|^2 - 2 x.y`` on
+never among them. The search is a blocked float32 matmul (numpy's BLAS on the CPU, see
+:mod:`idiomlens._blas`; ``|x|^2 + |y|^2 - 2 x.y`` on
 mean-centred data, so the cancellation error is relative to the spread of the data, not
 to its offset from the origin), on the GPU when one is present; each block of rows is
 ranked with one ``topk``. The distances at the ranks asked for, up to
@@ -36,6 +37,8 @@ import numpy as np
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor
+
+from ..._blas import matmul_nt
 
 __all__ = ["KNNGraph", "knn_graph", "unique_rows", "resolve_device", "EXACT_RANKS"]
 
@@ -168,14 +171,15 @@ def knn_graph(
     block = _block_rows(n, dev)
     for s in range(0, n, block):
         e = min(n, s + block)
-        d2 = torch.addmm(sq[s:e, None] + sq[None, :], x32[s:e], x32.T, alpha=-2.0)  # [b, N]
-        d2.clamp_(min=0.0)
+        # |x_j|^2 - 2 x_i.x_j ranks row i as d2 does (|x_i|^2 is added to the kept values)
+        d2 = matmul_nt(x32[s:e], x32).mul_(-2.0).add_(sq[None, :])  # [b, N]
         d2[torch.arange(e - s, device=dev), torch.arange(s, e, device=dev)] = math.inf
         values, indices[s:e] = _rank_block(d2, depth)  # [b, depth]
+        values = values.add_(sq[s:e, None]).clamp_(min=0.0)
         if far_top:
             top_d2[s:e] = values[:, [r - 1 for r in far_top]]
         if far:
-            far_d2[s:e] = _far_values(d2, far)
+            far_d2[s:e] = _far_values(d2, far).add_(sq[s:e, None]).clamp_(min=0.0)
         del d2
     near = [r for r in ranks if r <= n_exact]
     rows = torch.arange(n, device=dev)

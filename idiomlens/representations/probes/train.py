@@ -6,9 +6,11 @@ rows' mean and (population) std (a constant feature gets std 1, as scikit-learn'
 ``LogisticRegression`` objective; two classes are a binary logistic regression, as there)
 on the training rows, and score it by test accuracy. The control probe is the same
 probe on control labels (:func:`~idiomlens.representations.probes.labels.control_labels`)
-with the same ``C``. Every layer and both tasks are one batched L-BFGS problem
-(:func:`~idiomlens.representations.probes.solver.fit_softmax`); cost per iteration is two
-passes over the ``[layer, train, d_model]`` tensor.
+with the same ``C``. On an accelerator every layer and both tasks are one batched L-BFGS
+problem (:func:`~idiomlens.representations.probes.solver.fit_softmax`); on a CPU each
+layer is solved by SciPy's L-BFGS-B
+(:func:`~idiomlens.representations.probes.solver_cpu.fit_softmax_cpu`), which was
+measured faster there. Cost per iteration is two passes over the layer's training rows.
 
 Cross-validation (``cv=k``): for each layer, ``C`` is chosen from ``Cs`` by mean accuracy
 over ``k`` stratified folds of the training rows (ties: the smaller ``C``, as
@@ -26,9 +28,11 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from ..._blas import batched_gram
 from .labels import ProbeInputError, control_labels, encode_labels, make_split, resolve_labels
 from .result import ProbeResult
 from .solver import SoftmaxFit, SolverConfig, fit_softmax
+from .solver_cpu import fit_softmax_cpu
 
 __all__ = ["train_probes"]
 
@@ -41,17 +45,41 @@ def _device(device: Any) -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-def _stack_layers(reps: Any, layers: Sequence[int], rows: Tensor, device, dtype) -> Tensor:
-    """``[layer, row, d_model]`` of the chosen rows (one copy, filled layer by layer)."""
-    first = reps.vectors(layers[0])
-    x = torch.empty(len(layers), len(rows), first.shape[1], device=device, dtype=dtype)
+def _stack_layers(reps: Any, layers: Sequence[int], rows: Tensor, out: Tensor) -> Tensor:
+    """Fill ``out[:len(layers)]`` (``[layer, row, d_model]``) with the chosen rows."""
+    x = out[: len(layers)]
     for i, layer in enumerate(layers):
         v = reps.vectors(layer)
         if v.device == x.device and v.dtype == x.dtype:
             torch.index_select(v, 0, rows.to(v.device), out=x[i])
         else:
-            x[i] = v[rows.to(v.device)].to(device=device, dtype=dtype)
+            x[i] = v[rows.to(v.device)].to(device=x.device, dtype=x.dtype)
     return x
+
+
+def _layers_at_once(dev: torch.device, n_layers: int, n_rows: int, width: int, dtype) -> int:
+    """How many layers are stacked and fitted together: all of them on an accelerator
+    (one batched solver problem); on a CPU, whose solver goes layer by layer anyway, as
+    many as fit in a quarter of its last-level cache (at least one), so that small
+    layers share the stacking and standardising while large ones stay in cache."""
+    if dev.type != "cpu":
+        return n_layers
+    per_layer = n_rows * width * torch.finfo(dtype).bits // 8
+    return max(1, min(n_layers, _cpu_cache_bytes() // 4 // max(per_layer, 1)))
+
+
+def _cpu_cache_bytes() -> int:
+    """Size of the CPU's largest cache (Linux sysfs; 8 MiB when unknown)."""
+    import glob
+
+    sizes = []
+    for path in glob.glob("/sys/devices/system/cpu/cpu0/cache/index*/size"):
+        try:
+            text = open(path).read().strip().upper()
+            sizes.append(int(text.rstrip("KM")) * (1 << 20 if text.endswith("M") else 1 << 10))
+        except (OSError, ValueError):
+            continue
+    return max(sizes, default=8 << 20)
 
 
 def _check_finite(reps: Any, x: Tensor, sums: Tensor, layers: Sequence[int], rows: Tensor) -> None:
@@ -71,27 +99,35 @@ def _check_finite(reps: Any, x: Tensor, sums: Tensor, layers: Sequence[int], row
     )
 
 
-def _standardise(x: Tensor, n_train: int, check: Any) -> tuple[Tensor, Tensor, Tensor]:
-    """Standardise ``x`` in place with its first ``n_train`` rows' mean and population std.
-
-    Column sums are matrix products (fast on every device); the variance is the diagonal
-    of the centred training rows' Gram matrix, which the solver's preconditioner needs
-    anyway (returned standardised, ``x_train^T x_train / n_train``), so large offsets do
-    not cancel. ``check(sums)`` sees the column sums of all rows first (finiteness).
-    """
-    n_layer, n_rows, _ = x.shape
-    ones = x.new_ones(n_layer, 1, n_rows)
-    check(torch.bmm(ones, x)[:, 0])  # [layer, d]
-    mean = torch.bmm(ones[..., :n_train], x[:, :n_train])[:, 0] / n_train
-    x.sub_(mean[:, None])
+def _standardise(x: Tensor, n_train: int, check: Any) -> tuple[Tensor, Tensor]:
+    """Standardise ``x`` in place with its first ``n_train`` rows' mean and population std
+    (the std of the centred rows, so large offsets do not cancel). ``check(sums)`` sees
+    the column sums of all rows first (finiteness)."""
+    check(x.sum(1))  # [layer, d]
     train = x[:, :n_train]
-    gram = torch.bmm(train.transpose(1, 2), train) / n_train  # centred [layer, d, d]
-    std = torch.diagonal(gram, dim1=1, dim2=2).clamp_min(0).sqrt()
+    mean = train.mean(1)
+    x.sub_(mean[:, None])
+    std = train.pow(2).sum(1).div_(n_train).sqrt_()
     tiny = 10 * torch.finfo(x.dtype).eps * mean.abs().clamp_min(1.0)
     std = torch.where(std > tiny, std, torch.ones_like(std))
     x.div_(std[:, None])
-    gram = gram / std[:, :, None] / std[:, None, :]
-    return mean, std, gram
+    return mean, std
+
+
+#: the preconditioner's Gram uses every k-th training row, k = n_train // (this * d_model)
+GRAM_ROWS_PER_FEATURE = 3
+
+
+def _preconditioner_gram(x_train: Tensor) -> Tensor:
+    """``X^T X / n`` of evenly spaced training rows (all of them when there are fewer than
+    ``2 * GRAM_ROWS_PER_FEATURE * d_model``): the solver's preconditioner only has to
+    resemble the Hessian, and this Gram is its one large cost (measured 9 of the 25 ms a
+    3,000 x 512 layer takes on CPU with all rows; about 3 * d_model rows add a third more
+    iterations and halve it)."""
+    n, d = x_train.shape[1], x_train.shape[2]
+    step = max(1, n // (GRAM_ROWS_PER_FEATURE * d))
+    rows = x_train[:, ::step]
+    return batched_gram(rows).div_(rows.shape[1])
 
 
 def _folds(codes: Tensor, k: int, seed: int) -> Tensor:
@@ -122,13 +158,19 @@ def _choose_C(
     targets = torch.stack(groups)
     C = torch.tensor([c for c in Cs for _ in range(k)], dtype=x.dtype, device=x.device)
     C = C.expand(x.shape[0], -1)
-    fit = fit_softmax(x, targets, n_classes=n_classes, C=C, config=cfg, gram=gram)
+    fit = _solver(x)(x, targets, n_classes=n_classes, C=C, config=cfg, gram=gram)
     pred = fit.predict(x).cpu()  # [layer, group, row]
     held = torch.stack([fold == f for _ in Cs for f in range(k)])  # [group, row]
     right = ((pred == codes[None, None]) & held).sum(-1).double() / held.sum(-1).double()
     score = right.view(x.shape[0], len(Cs), k).mean(-1)  # [layer, C]
     best = score.argmax(-1)  # first maximum: the smallest C
     return torch.tensor([Cs[i] for i in best.tolist()], dtype=torch.float64)
+
+
+def _solver(x: Tensor) -> Any:
+    """The batched L-BFGS on an accelerator, SciPy's L-BFGS-B layer by layer on a CPU
+    (same problems and results; see ``solver_cpu``)."""
+    return fit_softmax_cpu if x.device.type == "cpu" else fit_softmax
 
 
 def _accuracy(pred: Tensor, target: Tensor) -> Tensor:
@@ -174,7 +216,8 @@ def train_probes(
         dtype: the solver's dtype (float32; float64 for reference checks).
         tol, max_iter: L-BFGS stops a problem at ``max |grad| <= tol`` (the gradient of
             the objective divided by the training rows, as scikit-learn's ``tol``).
-        layers_per_batch: fit at most this many layers at once (bounds memory).
+        layers_per_batch: fit this many layers at once (default: all of them on an
+            accelerator, a cache-sized batch on a CPU); also bounds memory.
         progress: a progress bar over layer batches (when there is more than one).
 
     Returns:
@@ -213,16 +256,20 @@ def train_probes(
         Cs = [float(c) for c in torch.logspace(-4, 4, Cs, dtype=torch.float64).tolist()]
     cfg = SolverConfig(tol=tol, max_iter=max_iter)
     dev = _device(device)
-    size = layers_per_batch or len(layers)
+    rows = torch.cat([train_idx, test_idx])
+    width = reps.vectors(layers[0]).shape[1]
+    size = layers_per_batch or _layers_at_once(dev, len(layers), len(rows), width, dtype)
     batches = [layers[i : i + size] for i in range(0, len(layers), size)]
+    buffer = torch.empty(min(size, len(layers)), len(rows), width, device=dev, dtype=dtype)
     from tqdm.auto import tqdm
 
     parts = []
     for batch in tqdm(
         batches, desc="probes", unit="layers", disable=not progress or len(batches) < 2
     ):
+        x = _stack_layers(reps, batch, rows, buffer)
         parts.append(
-            _fit_batch(reps, batch, train_idx, test_idx, codes, ctrl, classes, dev, dtype, C, cv, Cs, seed, cfg)
+            _fit_batch(reps, x, batch, rows, len(train_idx), codes, ctrl, classes, C, cv, Cs, seed, cfg)
         )  # fmt: skip
     fits = {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
     majority = int(torch.bincount(codes[train_idx]).argmax())
@@ -274,16 +321,13 @@ def _check_classes(classes, codes, train_idx, test_idx, values, field_name) -> N
         log.warning("%s: test classes %s never occur in the training split", what, unseen)
 
 
-def _fit_batch(
-    reps, layers, train_idx, test_idx, codes, ctrl, classes, dev, dtype, C, cv, Cs, seed, cfg
-):
-    """Fit probe and control on ``layers``; per-layer tensors keyed by ProbeResult field."""
-    rows = torch.cat([train_idx, test_idx])
-    x = _stack_layers(reps, layers, rows, dev, dtype)
-    mean, std, gram = _standardise(
-        x, len(train_idx), lambda sums: _check_finite(reps, x, sums, layers, rows)
-    )
-    x_train, x_test = x[:, : len(train_idx)], x[:, len(train_idx) :]
+def _fit_batch(reps, x, layers, rows, n_train, codes, ctrl, classes, C, cv, Cs, seed, cfg):
+    """Fit probe and control on ``x`` (``[layer, train rows then test rows, d_model]``,
+    standardised here in place); per-layer tensors keyed by ProbeResult field."""
+    mean, std = _standardise(x, n_train, lambda sums: _check_finite(reps, x, sums, layers, rows))
+    x_train, x_test = x[:, :n_train], x[:, n_train:]
+    gram = _preconditioner_gram(x_train)
+    train_idx, test_idx = rows[:n_train], rows[n_train:]
     y_train, k = codes[train_idx], len(classes)
     if cv:
         C_layer = _choose_C(x_train, y_train, k, cv, Cs, seed, cfg, gram)
@@ -291,8 +335,8 @@ def _fit_batch(
         C_layer = torch.full((len(layers),), float(C), dtype=torch.float64)
     control = bool((ctrl >= 0).any())
     targets = torch.stack([y_train, ctrl[train_idx]] if control else [y_train])
-    C_groups = C_layer[:, None].expand(-1, targets.shape[0]).to(device=dev, dtype=dtype)
-    fit = fit_softmax(x_train, targets, n_classes=k, C=C_groups, config=cfg, gram=gram)
+    C_groups = C_layer[:, None].expand(-1, targets.shape[0]).to(device=x.device, dtype=x.dtype)
+    fit = _solver(x)(x_train, targets, n_classes=k, C=C_groups, config=cfg, gram=gram)
     pred_train, pred_test = fit.predict(x_train).cpu(), fit.predict(x_test).cpu()
     return _collect(
         fit,
