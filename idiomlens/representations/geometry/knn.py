@@ -125,7 +125,7 @@ def _far_values(d2: Tensor, ranks: list[int]) -> Tensor:
 def _exact_distances(x64: Tensor, rows: Tensor, cols: Tensor) -> Tensor:
     """``|x64[rows[:, None]] - x64[cols]|`` in float64, a few rows at a time."""
     out = torch.empty(cols.shape, dtype=torch.float64, device=x64.device)
-    step = max(1, (64 * 2**20) // max(1, 8 * cols.shape[1] * x64.shape[1]))
+    step = max(1, (4 * 2**20) // max(1, 8 * cols.shape[1] * x64.shape[1]))  # cache-sized
     for s in range(0, cols.shape[0], step):
         diff = x64[cols[s : s + step]] - x64[rows[s : s + step], None, :]  # [b, c, d]
         out[s : s + step] = torch.linalg.vector_norm(diff, dim=-1)
