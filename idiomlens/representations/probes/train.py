@@ -99,35 +99,42 @@ def _check_finite(reps: Any, x: Tensor, sums: Tensor, layers: Sequence[int], row
     )
 
 
-def _standardise(x: Tensor, n_train: int, check: Any) -> tuple[Tensor, Tensor]:
-    """Standardise ``x`` in place with its first ``n_train`` rows' mean and population std
-    (the std of the centred rows, so large offsets do not cancel). ``check(sums)`` sees
-    the column sums of all rows first (finiteness)."""
-    check(x.sum(1))  # [layer, d]
-    train = x[:, :n_train]
-    mean = train.mean(1)
-    x.sub_(mean[:, None])
-    std = train.pow(2).sum(1).div_(n_train).sqrt_()
-    tiny = 10 * torch.finfo(x.dtype).eps * mean.abs().clamp_min(1.0)
-    std = torch.where(std > tiny, std, torch.ones_like(std))
-    x.div_(std[:, None])
-    return mean, std
-
-
 #: the preconditioner's Gram uses every k-th training row, k = n_train // (this * d_model)
 GRAM_ROWS_PER_FEATURE = 3
 
 
-def _preconditioner_gram(x_train: Tensor) -> Tensor:
-    """``X^T X / n`` of evenly spaced training rows (all of them when there are fewer than
-    ``2 * GRAM_ROWS_PER_FEATURE * d_model``): the solver's preconditioner only has to
-    resemble the Hessian, and this Gram is its one large cost (measured 9 of the 25 ms a
-    3,000 x 512 layer takes on CPU with all rows; about 3 * d_model rows add a third more
-    iterations and halve it)."""
-    n, d = x_train.shape[1], x_train.shape[2]
-    step = max(1, n // (GRAM_ROWS_PER_FEATURE * d))
-    rows = x_train[:, ::step]
-    return batched_gram(rows).div_(rows.shape[1])
+def _standardise(x: Tensor, n_train: int, check: Any) -> tuple[Tensor, Tensor, Tensor]:
+    """Standardise ``x`` in place with its first ``n_train`` rows' mean and population std;
+    also return the solver's preconditioner Gram ``X^T X / n`` of the standardised
+    training rows.
+
+    The Gram uses evenly spaced training rows, all of them when there are fewer than
+    ``2 * GRAM_ROWS_PER_FEATURE * d_model``: the preconditioner only has to resemble the
+    Hessian, and this Gram is its one large cost (9 of the ~25 ms a 3,000 x 512 layer
+    takes on a CPU; about ``3 d_model`` rows add a third more iterations and halve it).
+    With every row, the variance is the Gram's diagonal (no extra pass); either way it is
+    taken from the centred rows, so large offsets do not cancel. ``check(sums)`` sees the
+    column sums of all rows first (finiteness).
+    """
+    d = x.shape[2]
+    train_sums = x[:, :n_train].sum(1)
+    check(train_sums + x[:, n_train:].sum(1))  # [layer, d]
+    mean = train_sums / n_train
+    x.sub_(mean[:, None])
+    train = x[:, :n_train]
+    step = max(1, n_train // (GRAM_ROWS_PER_FEATURE * d))
+    sample = train[:, ::step]
+    gram = batched_gram(sample).div_(sample.shape[1])  # centred [layer, d, d]
+    if step == 1:
+        var = torch.diagonal(gram, dim1=1, dim2=2).clamp_min(0)
+    else:
+        var = train.pow(2).sum(1).div_(n_train)
+    std = var.sqrt()
+    tiny = 10 * torch.finfo(x.dtype).eps * mean.abs().clamp_min(1.0)
+    std = torch.where(std > tiny, std, torch.ones_like(std))
+    x.div_(std[:, None])
+    gram = gram.div_(std[:, :, None]).div_(std[:, None, :])
+    return mean, std, gram
 
 
 def _folds(codes: Tensor, k: int, seed: int) -> Tensor:
@@ -316,7 +323,8 @@ def _check_classes(classes, codes, train_idx, test_idx, values, field_name) -> N
         raise ProbeInputError(
             f"{what}: the training split has one class only ({classes[0]!r}); a probe needs two"
         )
-    unseen = sorted({values[i] for i in test_idx.tolist() if codes[i] < 0}, key=str)
+    missing = test_idx[codes[test_idx] < 0].tolist()  # test rows of classes never trained on
+    unseen = sorted({values[i] for i in missing}, key=str)
     if unseen:
         log.warning("%s: test classes %s never occur in the training split", what, unseen)
 
@@ -324,9 +332,10 @@ def _check_classes(classes, codes, train_idx, test_idx, values, field_name) -> N
 def _fit_batch(reps, x, layers, rows, n_train, codes, ctrl, classes, C, cv, Cs, seed, cfg):
     """Fit probe and control on ``x`` (``[layer, train rows then test rows, d_model]``,
     standardised here in place); per-layer tensors keyed by ProbeResult field."""
-    mean, std = _standardise(x, n_train, lambda sums: _check_finite(reps, x, sums, layers, rows))
+    mean, std, gram = _standardise(
+        x, n_train, lambda sums: _check_finite(reps, x, sums, layers, rows)
+    )
     x_train, x_test = x[:, :n_train], x[:, n_train:]
-    gram = _preconditioner_gram(x_train)
     train_idx, test_idx = rows[:n_train], rows[n_train:]
     y_train, k = codes[train_idx], len(classes)
     if cv:
