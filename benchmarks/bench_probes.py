@@ -19,6 +19,7 @@ Usage::
 
     python benchmarks/bench_probes.py                       # 12 layers x 4,000 x 512
     python benchmarks/bench_probes.py --threads 1           # scikit-learn's fastest setting
+    python benchmarks/bench_probes.py --threads 2 --sklearn-threads 1   # each at its fastest
     python benchmarks/bench_probes.py --device cuda         # GPU figures
     python benchmarks/bench_probes.py --layers 3 --n 400 --d 32   # quick
 """
@@ -83,14 +84,15 @@ def run(args: argparse.Namespace) -> None:
     # the same control labels train_probes drew (its training rows' are not kept)
     _, all_codes = encode_labels(list(y), ours_c.train_index)
     ctrl = codes[control_labels(all_codes, ours_c.train_index, ours_c.test_index).numpy()]
-    with threadpool_limits(args.threads):
+    with threadpool_limits(args.sklearn_threads or args.threads):
         t_sk, (sk, sk_iters) = timed(lambda: sklearn_probes(reps, ours, [y], args.tol), r)
         t_sk_c, (sk_c, _) = timed(lambda: sklearn_probes(reps, ours, [y, ctrl], args.tol), r)
     diff = np.abs(ours.accuracy.numpy() - sk[:, 0]).max()
     diff_c = np.abs(ours_c.control_accuracy.numpy() - sk_c[:, 1]).max()
     print(
         f"{args.layers} layers x {args.n} rows x {args.d} dims, {args.classes} classes, "
-        f"tol={args.tol}, threads={args.threads}, device={args.device}, "
+        f"tol={args.tol}, threads={args.threads} "
+        f"(scikit-learn {args.sklearn_threads or args.threads}), device={args.device}, "
         f"best of {args.repeats}"
     )
     print(f"accuracy per layer (idiomlens): {np.round(ours.accuracy.numpy(), 3).tolist()}")
@@ -120,4 +122,8 @@ if __name__ == "__main__":
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--repeats", type=int, default=3, help="time each side this often")
+    parser.add_argument(
+        "--sklearn-threads", type=int, default=None,
+        help="BLAS threads for scikit-learn (default: --threads; 1 is its fastest here)",
+    )  # fmt: skip
     run(parser.parse_args())

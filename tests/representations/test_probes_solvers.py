@@ -82,3 +82,22 @@ def test_cpu_solver_refuses_other_devices():
     x, targets, C = _problem(2)
     with pytest.raises(ValueError, match="needs CPU tensors"):
         fit_softmax_cpu(x.to("meta"), targets, n_classes=2, C=C)
+
+
+def test_layers_fitted_concurrently_equal_one_after_another():
+    from idiomlens.representations.probes import train_probes
+    from idiomlens.representations.probes.synthetic import planted_representations
+
+    reps = planted_representations(n=300, d_model=12, layers=4, signal=(1, 2), seed=5)
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one = train_probes(reps, layers_per_batch=1, progress=False)
+        torch.set_num_threads(2)  # two layers at a time, one thread each
+        two = train_probes(reps, layers_per_batch=1, progress=False)
+        assert torch.get_num_threads() == 2  # restored after the concurrent section
+    finally:
+        torch.set_num_threads(before)
+    assert torch.equal(one.test_pred, two.test_pred)
+    assert torch.equal(one.control_pred, two.control_pred)
+    torch.testing.assert_close(one.coef, two.coef, atol=1e-5, rtol=0)

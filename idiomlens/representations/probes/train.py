@@ -28,7 +28,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..._blas import batched_gram
+from ..._blas import batched_gram, blas_threads
 from .labels import ProbeInputError, control_labels, encode_labels, make_split, resolve_labels
 from .result import ProbeResult
 from .solver import SoftmaxFit, SolverConfig, fit_softmax
@@ -80,6 +80,43 @@ def _cpu_cache_bytes() -> int:
         except (OSError, ValueError):
             continue
     return max(sizes, default=8 << 20)
+
+
+def _map_batches(fit, batches, shape, dev, dtype, bar) -> list:
+    """``[fit(batch, buffer) for batch in batches]``; on a CPU with several threads the
+    batches run concurrently, one per thread (each solver pass is a matrix-vector
+    product that one core saturates, so cores are better spent on different layers),
+    with torch and numpy's BLAS single-threaded inside."""
+    workers = min(len(batches), torch.get_num_threads()) if dev.type == "cpu" else 1
+    if workers < 2:
+        buffer = torch.empty(shape, device=dev, dtype=dtype)
+        out = []
+        for batch in batches:
+            out.append(fit(batch, buffer))
+            bar.update(len(batch))
+        return out
+    import queue
+    from concurrent.futures import ThreadPoolExecutor
+
+    free: queue.SimpleQueue = queue.SimpleQueue()
+    for _ in range(workers):
+        free.put(torch.empty(shape, device=dev, dtype=dtype))
+
+    def run(batch: Sequence[int]) -> dict[str, Tensor]:
+        buffer = free.get()
+        try:
+            return fit(batch, buffer)
+        finally:
+            free.put(buffer)
+            bar.update(len(batch))
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with blas_threads(), ThreadPoolExecutor(workers) as pool:
+            return list(pool.map(run, batches))
+    finally:
+        torch.set_num_threads(threads)
 
 
 def _check_finite(reps: Any, x: Tensor, sums: Tensor, layers: Sequence[int], rows: Tensor) -> None:
@@ -267,17 +304,18 @@ def train_probes(
     width = reps.vectors(layers[0]).shape[1]
     size = layers_per_batch or _layers_at_once(dev, len(layers), len(rows), width, dtype)
     batches = [layers[i : i + size] for i in range(0, len(layers), size)]
-    buffer = torch.empty(min(size, len(layers)), len(rows), width, device=dev, dtype=dtype)
     from tqdm.auto import tqdm
 
-    parts = []
-    for batch in tqdm(
-        batches, desc="probes", unit="layers", disable=not progress or len(batches) < 2
-    ):
+    def fit(batch: Sequence[int], buffer: Tensor) -> dict[str, Tensor]:
         x = _stack_layers(reps, batch, rows, buffer)
-        parts.append(
-            _fit_batch(reps, x, batch, rows, len(train_idx), codes, ctrl, classes, C, cv, Cs, seed, cfg)
-        )  # fmt: skip
+        return _fit_batch(reps, x, batch, rows, len(train_idx), codes, ctrl, classes, C, cv, Cs, seed, cfg)  # fmt: skip
+
+    shape = (min(size, len(layers)), len(rows), width)
+    bar = tqdm(
+        total=len(layers), desc="probes", unit="layer", disable=not progress or len(batches) < 2
+    )
+    parts = _map_batches(fit, batches, shape, dev, dtype, bar)
+    bar.close()
     fits = {k: torch.cat([p[k] for p in parts]) for k in parts[0]}
     majority = int(torch.bincount(codes[train_idx]).argmax())
     params = {
