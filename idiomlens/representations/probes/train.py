@@ -147,7 +147,7 @@ def _standardise(x: Tensor, n_train: int, check: Any) -> tuple[Tensor, Tensor, T
 
     The Gram uses evenly spaced training rows, all of them when there are fewer than
     ``2 * GRAM_ROWS_PER_FEATURE * d_model``: the preconditioner only has to resemble the
-    Hessian, and this Gram is its one large cost (9 of the ~25 ms a 3,000 x 512 layer
+    Hessian, and this Gram is its one large cost (9 of the ~20 ms a 3,000 x 512 layer
     takes on a CPU; about ``3 d_model`` rows add a third more iterations and halve it).
     With every row, the variance is the Gram's diagonal (no extra pass); either way it is
     taken from the centred rows, so large offsets do not cancel. ``check(sums)`` sees the
