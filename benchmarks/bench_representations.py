@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 
 from transformer_lens import HookedTransformer, HookedTransformerConfig  # noqa: E402
 
-from idiomlens.data import AlignedExample  # noqa: E402
+from benchmarks._corpus import random_sentences  # noqa: E402
 from idiomlens.engine import Collector, Site, iter_collect  # noqa: E402
 from idiomlens.representations import extract  # noqa: E402
 from idiomlens.representations.pools import site_hook, site_layers  # noqa: E402
@@ -59,18 +59,6 @@ def pythia_like(device: str, small: bool) -> HookedTransformer:
         rotary_dim=d // 32, device=device, seed=0,  # a benchmark may seed; the library never does
     )  # fmt: skip
     return HookedTransformer(cfg).eval()
-
-
-def sentences(n: int, seed: int = 0) -> list[AlignedExample]:
-    gen = torch.Generator().manual_seed(seed)
-    out = []
-    for i in range(n):
-        T = int(torch.randint(15, 61, (1,), generator=gen))
-        toks = (0, *torch.randint(1, 50304, (T - 1,), generator=gen).tolist())
-        s = int(torch.randint(1, T - 2, (1,), generator=gen))
-        e = min(T - 2, s + int(torch.randint(0, 6, (1,), generator=gen)))
-        out.append(AlignedExample(f"s-{i}", toks, (s, e), 1, "figurative", i, (), ""))
-    return out
 
 
 def bare(model, aligned, site: str) -> None:
@@ -95,7 +83,7 @@ def timed(fn, device: str) -> float:  # type: ignore[no-untyped-def]
 
 def run(args: argparse.Namespace) -> None:
     model = pythia_like(args.device, args.small)
-    aligned = sentences(args.n)
+    aligned = random_sentences(args.n, end_margin=2)
     tokens = sum(len(a) for a in aligned)
     print(f"model d_model={model.cfg.d_model} n_layers={model.cfg.n_layers} device={args.device} "
           f"threads={torch.get_num_threads()}; n={args.n} sentences, {tokens} tokens")  # fmt: skip
@@ -118,7 +106,7 @@ def run(args: argparse.Namespace) -> None:
 def child(n: int, streamed: bool, small: bool) -> None:
     """One fresh process: extract ``n`` sentences, print the peak RSS in MiB."""
     torch.set_num_threads(1)
-    model, aligned = pythia_like("cpu", small), sentences(n)
+    model, aligned = pythia_like("cpu", small), random_sentences(n, end_margin=2)
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "reps" if streamed else None
         reps = extract(model, aligned, site="resid_pre", pool="tokens", out=out, chunk_size=128,

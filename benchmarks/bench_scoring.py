@@ -38,6 +38,7 @@ sys.path.insert(0, str(ROOT))
 
 from transformer_lens import HookedTransformer, HookedTransformerConfig  # noqa: E402
 
+from benchmarks._corpus import random_sentences  # noqa: E402
 from idiomlens.data import AlignedExample, iter_batches  # noqa: E402
 from idiomlens.models.partial import run_hooks_until  # noqa: E402
 from idiomlens.models.sites import z_hook  # noqa: E402
@@ -69,18 +70,6 @@ def pythia_14m_like(device: str) -> HookedTransformer:
         seed=0,  # a benchmark script may seed; the library never does
     )
     return HookedTransformer(cfg).eval()
-
-
-def sentences(n: int, seed: int = 0) -> list[AlignedExample]:
-    gen = torch.Generator().manual_seed(seed)
-    out = []
-    for i in range(n):
-        T = int(torch.randint(15, 61, (1,), generator=gen))
-        toks = (0, *torch.randint(1, 50304, (T - 1,), generator=gen).tolist())
-        s = int(torch.randint(1, T - 1, (1,), generator=gen))
-        e = min(T - 1, s + int(torch.randint(0, 6, (1,), generator=gen)))
-        out.append(AlignedExample(f"s-{i}", toks, (s, e), 1, "figurative", i, (), ""))
-    return out
 
 
 class ElementReads:
@@ -169,7 +158,7 @@ def main() -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     model = pythia_14m_like(args.device)
-    data = sentences(args.n)
+    data = random_sentences(args.n, end_margin=1)
     n_layers = model.cfg.n_layers
     batches = list(iter_batches(data, batch_tokens=args.batch_tokens, device=args.device))
 
