@@ -28,7 +28,7 @@ from jaxtyping import Float, Int
 from scipy.optimize import minimize
 from torch import Tensor
 
-from ..._blas import blas_threads
+from ..._blas import batched_gram, blas_threads
 from .solver import SoftmaxFit, SolverConfig, _make_problem, fit_softmax
 
 __all__ = ["fit_softmax_cpu"]
@@ -73,10 +73,12 @@ def fit_softmax_cpu(
     weight = problem.weight.numpy()  # [row, group]: 1/n_g on the group's rows
     onehot = problem.onehot.numpy()  # [row, group, K]
     active = problem.active.numpy()  # [group, K]
+    if gram is None:
+        gram = batched_gram(x).div_(x.shape[1])
     with blas_threads():  # one thread: see idiomlens._blas
         for layer in range(n_layer):
             xl = x[layer].numpy()
-            g = (xl.T @ xl) / xl.shape[0] if gram is None else gram[layer].numpy()
+            g = gram[layer].numpy()
             lam = float(problem.penalty[layer].mean())  # one lambda per layer, as batched
             chol = _cholesky(c * g + lam * np.eye(d, dtype=g.dtype))
             for group in range(n_group):
@@ -101,7 +103,7 @@ def fit_softmax_cpu(
     if len(redo):  # the batched solver's line search reaches what L-BFGS-B could not
         again = fit_softmax(
             x[redo], targets, n_classes=n_classes, C=C[redo], config=cfg,
-            gram=None if gram is None else gram[redo],
+            gram=gram[redo],
         )  # fmt: skip
         for name in ("weight", "bias", "n_iter", "grad_norm", "loss", "converged"):
             getattr(fit, name)[redo] = getattr(again, name).to(getattr(fit, name).dtype)

@@ -70,12 +70,12 @@ def _layers_at_once(dev: torch.device, n_layers: int, n_rows: int, width: int, d
 
 def _cpu_cache_bytes() -> int:
     """Size of the CPU's largest cache (Linux sysfs; 8 MiB when unknown)."""
-    import glob
+    from pathlib import Path
 
     sizes = []
-    for path in glob.glob("/sys/devices/system/cpu/cpu0/cache/index*/size"):
+    for path in Path("/sys/devices/system/cpu/cpu0/cache").glob("index*/size"):
         try:
-            text = open(path).read().strip().upper()
+            text = path.read_text().strip().upper()
             sizes.append(int(text.rstrip("KM")) * (1 << 20 if text.endswith("M") else 1 << 10))
         except (OSError, ValueError):
             continue
