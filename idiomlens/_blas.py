@@ -4,16 +4,17 @@ PyTorch's CPU wheels call MKL; numpy's wheels ship OpenBLAS. On AMD CPUs MKL tak
 slower path for these shapes: on the AMD EPYC this project is developed on (one thread),
 the Gram product ``x^T x`` of a ``[3000, 512]`` float32 matrix takes 17 ms in torch and
 9 ms in numpy, and a ``[1000, 512] x [512, 5000]`` distance block 100 ms and 56 ms. So
-:func:`batched_gram` and :func:`matmul_nt` use numpy on the CPU (on an Intel CPU MKL may
-be somewhat faster; timing both at run time proved too noisy to choose by), and torch
-on every other device.
+:func:`batched_gram` and the CPU kNN search
+(:func:`idiomlens.representations.geometry.knn.knn_graph`) use numpy on the CPU (on an
+Intel CPU MKL may be somewhat faster; timing both at run time proved too noisy to choose
+by), and torch on every other device.
 
 Threads: :func:`blas_threads` limits numpy's BLAS for a call. OpenBLAS's worker threads
 and torch's OpenMP threads both busy-wait after each piece of work; with both pools at
 two threads on the 2-core development machine every small torch operation of a probe
 run took milliseconds (the run 0.69 s instead of 0.30 s). Products that come between
-many small torch operations therefore run on one BLAS thread, and the long distance
-blocks on ``torch.get_num_threads()``.
+many small torch operations therefore run on one BLAS thread; the kNN search runs one
+single-threaded BLAS product per Python thread.
 
 >>> x = torch.randn(3, 50, 4, dtype=torch.float64)
 >>> torch.allclose(batched_gram(x), x.transpose(1, 2) @ x)
@@ -22,14 +23,18 @@ True
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Any, TypeVar
 
 import numpy as np
 import torch
 from jaxtyping import Float
 from torch import Tensor
 
-__all__ = ["batched_gram", "blas_threads", "matmul_nt"]
+__all__ = ["batched_gram", "blas_threads", "map_on_threads"]
+
+T = TypeVar("T")
+R = TypeVar("R")
 
 _STATE: dict[str, Any] = {}
 
@@ -55,19 +60,26 @@ def batched_gram(x: Float[Tensor, "batch row col"]) -> Float[Tensor, "batch col 
     return out
 
 
-def matmul_nt(a: Float[Tensor, "m k"], b: Float[Tensor, "n k"]) -> Float[Tensor, "m n"]:
-    """``a @ b.T`` on ``a``'s device (numpy's BLAS on the CPU: 1.8x torch's for the
-    ``[1000, 512] x [512, 5000]`` blocks of a kNN search, one thread). Large products
-    use ``torch.get_num_threads()`` BLAS threads: the OpenMP contention described above
-    only matters for many small operations.
+def map_on_threads(fn: Callable[[T], R], items: Sequence[T], workers: int) -> list[R]:
+    """``[fn(item) for item in items]`` on ``workers`` Python threads, torch and numpy's
+    BLAS single-threaded meanwhile (``torch.get_num_threads()`` restored afterwards).
 
-    >>> a, b = torch.randn(4, 3), torch.randn(5, 3)
-    >>> torch.allclose(matmul_nt(a, b), a @ b.T, atol=1e-6)
-    True
+    For CPU work split into independent numpy/torch pieces (both release the GIL): one
+    pool of threads instead of three (ours, OpenMP's, OpenBLAS's), whose busy-waiting on
+    the same cores slowed every piece 2-5x on the development machine. ``workers < 2``
+    runs in order on the calling thread, with the thread settings untouched.
+
+    >>> map_on_threads(lambda i: i * i, [1, 2, 3], workers=2)
+    [1, 4, 9]
     """
-    if a.device.type != "cpu" or a.dtype not in (torch.float32, torch.float64):
-        return a @ b.T
-    out = torch.empty(a.shape[0], b.shape[0], dtype=a.dtype)
-    with blas_threads(torch.get_num_threads()):
-        np.matmul(a.detach().numpy(), b.detach().numpy().T, out=out.numpy())
-    return out
+    if workers < 2 or len(items) < 2:
+        return [fn(item) for item in items]
+    from concurrent.futures import ThreadPoolExecutor
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with blas_threads(1), ThreadPoolExecutor(min(workers, len(items))) as pool:
+            return list(pool.map(fn, items))
+    finally:
+        torch.set_num_threads(threads)

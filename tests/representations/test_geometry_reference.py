@@ -51,19 +51,39 @@ def test_knn_graph_equals_the_full_distance_matrix(cloud):
     assert g.rank_distances.dtype == torch.float64
 
 
-def test_knn_graph_blocks_and_sort_path_agree(cloud, monkeypatch):
+def _torch_sorted_search(x32, half_sq, depth, far, workspace):
+    """The torch block path, 7 rows per block, each block ranked by a full sort."""
+    from idiomlens.representations.geometry import knn
+
+    scratch = workspace.take(7, x32.shape[0], x32.device)
+    return knn._search_torch(x32, half_sq, depth, far, scratch)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("layout", ["symmetric", "strips"])
+def test_knn_graph_cpu_search_layouts_agree_with_the_torch_sort_path(
+    cloud, monkeypatch, threads, layout
+):
     from idiomlens.representations.geometry import knn
 
     x = torch.tensor(cloud[0])
-    ref = knn_graph(x, k=30, ranks=(2, 300), device="cpu")
-    monkeypatch.setitem(knn.BLOCK_BYTES, "cpu", 4 * 400 * 7)  # 7 rows per block
-
-    def by_sort(d2, depth):
-        idx = d2.argsort(dim=1)[:, :depth]
-        return d2.gather(1, idx), idx
-
-    monkeypatch.setattr(knn, "_rank_block", by_sort)
-    got = knn_graph(x, k=30, ranks=(2, 300), device="cpu")
+    with monkeypatch.context() as m:
+        m.setattr(knn, "_search_cpu", _torch_sorted_search)
+        m.setattr(
+            knn,
+            "_rank_block",
+            lambda h, depth: (h.sort(dim=1).values[:, :depth], h.argsort(dim=1)[:, :depth]),
+        )
+        ref = knn_graph(x, k=30, ranks=(2, 40, 300), device="cpu")
+    monkeypatch.setattr(knn, "TASK_ROWS", 23)  # several tasks, a ragged last one
+    rows_kept = 400 if layout == "symmetric" else 9  # the whole matrix, or 9-row strips
+    monkeypatch.setitem(knn.BLOCK_BYTES, "cpu", 4 * 400 * rows_kept)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        got = knn_graph(x, k=30, ranks=(2, 40, 300), device="cpu")
+    finally:
+        torch.set_num_threads(previous)
     assert torch.equal(got.indices, ref.indices)
     torch.testing.assert_close(got.rank_distances, ref.rank_distances, rtol=1e-12, atol=0)
 

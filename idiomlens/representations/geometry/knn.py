@@ -6,16 +6,19 @@ never among them. The search is a blocked float32 matmul (numpy's BLAS on the CP
 :mod:`idiomlens._blas`; ``|x|^2 + |y|^2 - 2 x.y`` on
 mean-centred data, so the cancellation error is relative to the spread of the data, not
 to its offset from the origin), on the GPU when one is present; each block of rows is
-ranked with one ``topk``. The distances at the ranks asked for, up to
+ranked with one ``topk`` (on the CPU: numpy's ``argpartition`` and a sort of the kept
+entries). The distances at the ranks asked for, up to
 :data:`EXACT_RANKS`, are then recomputed exactly in float64 from the coordinates (to the
 neighbour the search put at that rank), so ratios such as ``r2 / r1`` are float64 ratios
 of exact distances. Farther ranks (GRIDE's large scales) are read from a values-only sort of each
 block and keep the float32 search's precision — relative error about
 ``1e-7 |x|^2 / r^2`` on mean-centred data, smallest exactly where ``r`` is large.
 
-Cost: ``N^2 D`` multiply-adds for the search, a ``topk`` per row, a sort per row only
+Cost: ``N^2 D`` multiply-adds for the search (half that on the CPU when one block holds
+every row: numpy then calls ``syrk`` for the symmetric ``x x^T``), a selection per row, a sort per row only
 when ranks beyond :data:`EXACT_RANKS` are asked for, ``N D`` per exact rank.
-Memory: one ``[block, N]`` float32 block at a time plus the graph itself
+Memory: one ``[block, N]`` float32 block at a time (a :class:`Workspace` keeps it for
+the next call) plus the graph itself
 (``N x k`` int64 indices, ``N x len(ranks)`` float64 distances).
 
 >>> import torch
@@ -30,6 +33,7 @@ Memory: one ``[block, N]`` float32 block at a time plus the graph itself
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -38,9 +42,9 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from ..._blas import matmul_nt
+from ..._blas import blas_threads, map_on_threads
 
-__all__ = ["KNNGraph", "knn_graph", "unique_rows", "resolve_device", "EXACT_RANKS"]
+__all__ = ["KNNGraph", "Workspace", "knn_graph", "unique_rows", "resolve_device", "EXACT_RANKS"]
 
 #: ranks up to this one get exact float64 distances (farther ones: float32 precision)
 EXACT_RANKS = 32
@@ -105,30 +109,135 @@ def _block_rows(n: int, device: torch.device) -> int:
     return max(1, min(n, budget // (4 * n)))
 
 
-def _rank_block(d2: Tensor, depth: int) -> tuple[Tensor, Tensor]:
+class Workspace:
+    """Scratch memory that successive :func:`knn_graph` calls reuse.
+
+    A fresh ``[5000, 5000]`` float32 block costs about 50 ms of page faults on first
+    touch (a third of its matmul), so a loop over layers hands every search the same
+    block. Holds at most one block (:data:`BLOCK_BYTES`) until garbage-collected.
+    """
+
+    def __init__(self) -> None:
+        self._buffer: Tensor | None = None
+
+    def take(self, rows: int, cols: int, device: torch.device) -> Tensor:
+        """A contiguous ``[rows, cols]`` float32 tensor on ``device`` (contents undefined)."""
+        buf = self._buffer
+        if buf is None or buf.numel() < rows * cols or buf.device != device:
+            buf = self._buffer = torch.empty(rows * cols, dtype=torch.float32, device=device)
+        return buf[: rows * cols].view(rows, cols)
+
+
+Search = tuple[Tensor, Tensor, Tensor]  # h values [N, depth], indices [N, depth], far h
+
+
+def _rank_block(h: Tensor, depth: int) -> tuple[Tensor, Tensor]:
     """Values and indices of the ``depth`` smallest entries of every row, nearest first."""
-    if depth > 512 and 8 * depth > d2.shape[1]:  # deep lists: one sort beats a deep topk
-        idx = d2.argsort(dim=1)[:, :depth]
-        return d2.gather(1, idx), idx
-    values, idx = d2.topk(depth, dim=1, largest=False, sorted=True)
+    if depth > 512 and 8 * depth > h.shape[1]:  # deep lists: one sort beats a deep topk
+        idx = h.argsort(dim=1)[:, :depth]
+        return h.gather(1, idx), idx
+    values, idx = h.topk(depth, dim=1, largest=False, sorted=True)
     return values, idx
 
 
-def _far_values(d2: Tensor, ranks: list[int]) -> Tensor:
-    """The squared distances at ``ranks`` of every row (a values-only sort)."""
-    cols = [r - 1 for r in ranks]
-    if d2.device.type == "cpu":  # numpy's SIMD sort is several times torch's on CPU
-        return torch.from_numpy(np.sort(d2.numpy(), axis=1)[:, cols])
-    return d2.sort(dim=1).values[:, cols]
+def _search_torch(
+    x32: Tensor, half_sq: Tensor, depth: int, far: list[int], scratch: Tensor
+) -> Search:
+    """The search in torch, ``scratch.shape[0]`` rows at a time (the GPU path).
+
+    ``h = |x_j|^2 / 2 - x_i.x_j`` ranks row ``i`` as ``d2 = 2 h + |x_i|^2`` does.
+    """
+    n, dev = x32.shape[0], x32.device
+    block = scratch.shape[0]
+    values = torch.empty(n, depth, dtype=torch.float32, device=dev)
+    indices = torch.empty(n, depth, dtype=torch.long, device=dev)
+    far_h = torch.empty(n, len(far), dtype=torch.float32, device=dev)
+    for s in range(0, n, block):
+        e = min(n, s + block)
+        h = torch.matmul(x32[s:e], x32.T, out=scratch[: e - s]).neg_().add_(half_sq[None, :])
+        h[torch.arange(e - s, device=dev), torch.arange(s, e, device=dev)] = math.inf
+        values[s:e], indices[s:e] = _rank_block(h, depth)
+        if far:
+            far_h[s:e] = h.sort(dim=1).values[:, [r - 1 for r in far]]
+    return values, indices, far_h
 
 
-def _exact_distances(x64: Tensor, rows: Tensor, cols: Tensor) -> Tensor:
-    """``|x64[rows[:, None]] - x64[cols]|`` in float64, a few rows at a time."""
-    out = torch.empty(cols.shape, dtype=torch.float64, device=x64.device)
-    step = max(1, (4 * 2**20) // max(1, 8 * cols.shape[1] * x64.shape[1]))  # cache-sized
+#: rows per task of the CPU search
+TASK_ROWS = 256
+
+
+def _search_cpu(
+    x32: Tensor, half_sq: Tensor, depth: int, far: list[int], workspace: Workspace
+) -> Search:
+    """The search in numpy on ``torch.get_num_threads()`` Python threads.
+
+    Each task takes :data:`TASK_ROWS` rows: a one-thread BLAS product, then
+    ``argpartition`` and a sort of the ``depth`` kept (3.5x torch's sorted ``topk`` for
+    100 of 5000); numpy releases the GIL in both. When the whole ``[N, N]`` matrix fits
+    in :data:`BLOCK_BYTES`, tasks first compute only its upper triangle (row block ``i``
+    times rows ``i..N``: half the multiply-adds), then each builds its rows of ``h`` from
+    the (now read-only) triangle, transposing the part below the diagonal. One BLAS thread per task avoids the busy-waiting of
+    OpenBLAS's, torch's and our threads on the same cores (at two threads the pooled
+    version ran its selection 2-5x slower than alone).
+    """
+    n = x32.shape[0]
+    x, hsq = x32.numpy(), half_sq.numpy()
+    budget = BLOCK_BYTES["cpu"]
+    symmetric = 4 * n * n <= budget
+    rows = TASK_ROWS if symmetric else max(1, min(TASK_ROWS, budget // (4 * n)))
+    starts = list(range(0, n, rows))
+    full = workspace.take(n, n, x32.device).numpy() if symmetric else None
+    local = threading.local()  # each thread's [rows, N] block of h
+    values = np.empty((n, depth), dtype=np.float32)
+    indices = np.empty((n, depth), dtype=np.int64)
+    far_h = np.empty((n, len(far)), dtype=np.float32)
+    far_cols = [r - 1 for r in far]
+
+    def upper(s: int) -> None:
+        e = min(n, s + rows)
+        assert full is not None
+        np.matmul(x[s:e], x[s:].T, out=full[s:e, s:])
+
+    def rank(s: int) -> None:
+        e = min(n, s + rows)
+        if not hasattr(local, "block"):
+            local.block = np.empty((rows, n), np.float32)
+        h = local.block[: e - s]
+        if full is not None:  # the upper triangle is read, never written, from here on
+            np.subtract(hsq[:s], full[:s, s:e].T, out=h[:, :s])
+            np.subtract(hsq[s:], full[s:e, s:], out=h[:, s:])
+        else:
+            np.subtract(hsq, np.matmul(x[s:e], x.T, out=h), out=h)
+        h[np.arange(e - s), np.arange(s, e)] = np.inf
+        idx = np.argpartition(h, depth - 1, axis=1)[:, :depth]
+        v = np.take_along_axis(h, idx, 1)
+        order = np.argsort(v, axis=1, kind="stable")
+        values[s:e] = np.take_along_axis(v, order, 1)
+        indices[s:e] = np.take_along_axis(idx, order, 1)
+        if far:  # numpy's SIMD sort is several times torch's on the CPU
+            far_h[s:e] = np.sort(h, axis=1)[:, far_cols]
+
+    threads = torch.get_num_threads()
+    with blas_threads(1):
+        if symmetric:
+            map_on_threads(upper, starts, threads)
+        map_on_threads(rank, starts, threads)
+    return torch.from_numpy(values), torch.from_numpy(indices), torch.from_numpy(far_h)
+
+
+def _exact_distances(x: Tensor, cols: Tensor) -> Tensor:
+    """``|x[i] - x[cols[i, c]]|`` in float64, a few rows at a time.
+
+    The coordinates are not centred: a difference of two float32 (or float64) values is
+    as exact in float64 as a difference of centred ones, and gathering ``x`` in its own
+    dtype moves half the bytes of a float64 copy.
+    """
+    out = torch.empty(cols.shape, dtype=torch.float64, device=x.device)
+    step = max(1, (4 * 2**20) // max(1, 8 * cols.shape[1] * x.shape[1]))  # cache-sized
     for s in range(0, cols.shape[0], step):
-        diff = x64[cols[s : s + step]] - x64[rows[s : s + step], None, :]  # [b, c, d]
-        out[s : s + step] = torch.linalg.vector_norm(diff, dim=-1)
+        e = min(cols.shape[0], s + step)
+        diff = x[cols[s:e]].double() - x[s:e, None, :].double()  # [b, c, d]
+        out[s:e] = torch.linalg.vector_norm(diff, dim=-1)
     return out
 
 
@@ -138,6 +247,7 @@ def knn_graph(
     k: int,
     ranks: Iterable[int] = (),
     device: str | torch.device | None = None,
+    workspace: Workspace | None = None,
 ) -> KNNGraph:
     """Nearest-neighbour graph of the rows of ``x`` (which must be distinct).
 
@@ -146,6 +256,7 @@ def knn_graph(
         k: neighbours to keep per point (``1 <= k <= N - 1``).
         ranks: neighbour ranks (``1 .. N - 1``) at which to keep exact float64 distances.
         device: where to search (default: the GPU when present, else the CPU).
+        workspace: scratch memory to reuse across calls (a loop over layers passes one).
 
     Returns:
         A :class:`KNNGraph` on ``device``.
@@ -155,35 +266,28 @@ def knn_graph(
     ranks = tuple(sorted({int(r) for r in ranks}))
     if not 1 <= k <= n - 1 or (ranks and not 1 <= ranks[0] <= ranks[-1] <= n - 1):
         raise ValueError(f"need 1 <= k, ranks <= N - 1 = {n - 1}; got k={k}, ranks={ranks}")
-    x64 = x.to(dev, torch.float64)
-    x64 = x64 - x64.mean(0)
-    x32 = x64.float()
-    sq = (x32 * x32).sum(1)
+    x = x.to(dev)
+    # centred (any offset near the mean will do: distances do not depend on it)
+    x32 = x.float()
+    x32 = x32 - x32.mean(0, dtype=torch.float64).float()
+    half_sq = (x32 * x32).sum(1).mul_(0.5)
     n_exact = min(n - 1, EXACT_RANKS)
     depth = max(k, n_exact)
     # far ranks within the kept depth are read off the top-k values; only deeper ranks
     # need a full (values-only) sort of every row
     far_top = [r for r in ranks if n_exact < r <= depth]
     far = [r for r in ranks if r > depth]
-    indices = torch.empty(n, depth, dtype=torch.long, device=dev)
-    top_d2 = torch.empty(n, len(far_top), dtype=torch.float32, device=dev)
-    far_d2 = torch.empty(n, len(far), dtype=torch.float32, device=dev)
-    block = _block_rows(n, dev)
-    for s in range(0, n, block):
-        e = min(n, s + block)
-        # |x_j|^2 - 2 x_i.x_j ranks row i as d2 does (|x_i|^2 is added to the kept values)
-        d2 = matmul_nt(x32[s:e], x32).mul_(-2.0).add_(sq[None, :])  # [b, N]
-        d2[torch.arange(e - s, device=dev), torch.arange(s, e, device=dev)] = math.inf
-        values, indices[s:e] = _rank_block(d2, depth)  # [b, depth]
-        values = values.add_(sq[s:e, None]).clamp_(min=0.0)
-        if far_top:
-            top_d2[s:e] = values[:, [r - 1 for r in far_top]]
-        if far:
-            far_d2[s:e] = _far_values(d2, far).add_(sq[s:e, None]).clamp_(min=0.0)
-        del d2
+    workspace = workspace or Workspace()
+    if dev.type == "cpu" and depth <= 512:
+        h_top, indices, far_h = _search_cpu(x32, half_sq, depth, far, workspace)
+    else:
+        scratch = workspace.take(_block_rows(n, dev), n, dev)
+        h_top, indices, far_h = _search_torch(x32, half_sq, depth, far, scratch)
+    sq = 2.0 * half_sq[:, None]
+    top_d2 = h_top[:, [r - 1 for r in far_top]].mul_(2.0).add_(sq).clamp_(min=0.0)
+    far_d2 = far_h.mul_(2.0).add_(sq).clamp_(min=0.0)
     near = [r for r in ranks if r <= n_exact]
-    rows = torch.arange(n, device=dev)
-    columns = list(_exact_distances(x64, rows, indices[:, [r - 1 for r in near]]).unbind(1))
+    columns = list(_exact_distances(x, indices[:, [r - 1 for r in near]]).unbind(1))
     columns += list(top_d2.double().sqrt().unbind(1)) + list(far_d2.double().sqrt().unbind(1))
     dist = (
         torch.stack(columns, 1).cummax(dim=1).values  # near-ties: keep ranks monotone

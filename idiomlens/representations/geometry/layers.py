@@ -18,7 +18,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from ..result import Representations
-from .knn import KNNGraph, knn_graph, resolve_device, unique_rows
+from .knn import KNNGraph, Workspace, knn_graph, resolve_device, unique_rows
 
 __all__ = ["LayerPoints", "resolve_labels", "resolve_layers", "iter_layers", "check_same_rows"]
 
@@ -139,6 +139,7 @@ def iter_layers(
     ``plan(keep) -> (k, ranks, k_other)`` sizes the graph of ``reps`` and that of ``other``.
     """
     dev = resolve_device(device)
+    scratch = Workspace()  # one search block for every layer (no fresh page faults)
     for layer in tqdm(layers, desc=desc, unit="layer", disable=not progress):
         x = _vectors(reps, layer, dev)
         keep = unique_rows(x)
@@ -154,6 +155,8 @@ def iter_layers(
                 f"{x.shape[0] - n} duplicate rows; geometry needs at least {MIN_POINTS}"
             )
         k, ranks, k_other = plan(keep.cpu())
-        graph = knn_graph(x[keep], k=k, ranks=ranks, device=dev)
-        graph_y = knn_graph(y[keep], k=k_other, device=dev) if y is not None else None
+        graph = knn_graph(x[keep], k=k, ranks=ranks, device=dev, workspace=scratch)
+        graph_y = (
+            knn_graph(y[keep], k=k_other, device=dev, workspace=scratch) if y is not None else None
+        )
         yield LayerPoints(layer, keep.cpu(), int(x.shape[0]) - n, graph, graph_y)

@@ -28,7 +28,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..._blas import batched_gram, blas_threads
+from ..._blas import batched_gram, map_on_threads
 from .labels import ProbeInputError, control_labels, encode_labels, make_split, resolve_labels
 from .result import ProbeResult
 from .solver import SoftmaxFit, SolverConfig, fit_softmax
@@ -96,7 +96,6 @@ def _map_batches(fit, batches, shape, dev, dtype, bar) -> list:
             bar.update(len(batch))
         return out
     import queue
-    from concurrent.futures import ThreadPoolExecutor
 
     free: queue.SimpleQueue = queue.SimpleQueue()
     for _ in range(workers):
@@ -110,13 +109,7 @@ def _map_batches(fit, batches, shape, dev, dtype, bar) -> list:
             free.put(buffer)
             bar.update(len(batch))
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        with blas_threads(), ThreadPoolExecutor(workers) as pool:
-            return list(pool.map(run, batches))
-    finally:
-        torch.set_num_threads(threads)
+    return map_on_threads(run, batches, workers)
 
 
 def _check_finite(reps: Any, x: Tensor, sums: Tensor, layers: Sequence[int], rows: Tensor) -> None:
