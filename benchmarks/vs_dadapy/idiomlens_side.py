@@ -1,4 +1,9 @@
-"""idiomlens's geometry() on make_data.py's file, the same metrics as dadapy_side.py."""
+"""idiomlens's geometry() on make_data.py's file, the same metrics as dadapy_side.py.
+
+Prints the cold and warm wall times; ``--against FILE`` (from ``dadapy_side.py
+--values FILE``) also prints the largest difference from DADApy's results. TwoNN uses
+``twonn_fit="linear"``, DADApy's default fit.
+"""
 
 import argparse
 import time
@@ -9,9 +14,10 @@ import torch
 from idiomlens.representations import Representations
 from idiomlens.representations.geometry import geometry
 
-parser = argparse.ArgumentParser(description=__doc__)
+parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
 parser.add_argument("data")
 parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+parser.add_argument("--against", help="dadapy_side.py --values FILE, to compare with")
 args = parser.parse_args()
 torch.set_num_threads(args.threads)
 z = np.load(args.data)
@@ -25,5 +31,26 @@ b = Representations.from_tensors(
 metrics = ["twonn", "gride", "density_clusters", "neighbourhood_overlap"]
 for run in ("cold", "warm"):
     start = time.perf_counter()
-    geometry(a, other=b, metrics=metrics, max_scale=50, progress=False)
+    result = geometry(a, other=b, metrics=metrics, max_scale=50, twonn_fit="linear", progress=False)
     print(f"idiomlens {run}: {time.perf_counter() - start:.2f} s (threads={args.threads})")
+if args.against:
+    ref = np.load(args.against)
+    df = result.to_dataframe()
+    worst: dict[str, float] = {}
+    for layer in range(len(X)):
+        rows = df[df["layer"] == layer]
+        pairs = {
+            "id_twonn": ([ref[f"twonn{layer}"]], rows[rows.metric == "id_twonn"].value),
+            "id_gride": (ref[f"gride{layer}"], rows[rows.metric == "id_gride"].value),
+            "n_clusters": ([ref[f"n_clusters{layer}"]], rows[rows.metric == "n_clusters"].value),
+            "ari": ([ref[f"ari{layer}"]], rows[rows.metric == "ari"].value),
+            "neighbourhood_overlap": (
+                [ref[f"overlap{layer}"]],
+                rows[rows.metric == "neighbourhood_overlap"].value,
+            ),
+        }
+        for name, (want, got) in pairs.items():
+            diff = float(np.abs(np.asarray(want, float) - got.to_numpy(float)).max())
+            worst[name] = max(worst.get(name, 0.0), diff)
+    for name, diff in worst.items():
+        print(f"  max |idiomlens - dadapy| {name:22s} {diff:.2e}")

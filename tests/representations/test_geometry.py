@@ -65,6 +65,24 @@ def test_id_recovers_known_dimensions(known, method):
         assert ((ids - truth).abs() <= 0.15 * truth).all(), (layer, ids.tolist())
 
 
+def test_twonn_linear_fit_through_the_api_config_and_cli(known, tmp_path):
+    df = intrinsic_dimension(known, method="twonn", twonn_fit="linear", **Q)
+    ml = intrinsic_dimension(known, method="twonn", **Q)
+    for layer, truth in [(0, 5), (1, 2)]:
+        got = float(df[df["layer"] == layer]["id"].iloc[0])
+        assert abs(got - truth) <= 0.15 * truth
+        assert got != pytest.approx(float(ml[ml["layer"] == layer]["id"].iloc[0]), rel=1e-9)
+    via_geometry = geometry(known, metrics=["twonn"], twonn_fit="linear", **Q).to_dataframe()
+    assert via_geometry["value"].tolist() == pytest.approx(df["id"].tolist(), rel=1e-12)
+    known.save(tmp_path / "reps")
+    argv = ["geometry", "--reps", str(tmp_path / "reps"), "--metrics", "twonn", "--no-progress"]
+    assert main([*argv, "--twonn-fit", "linear", "--out", str(tmp_path / "geo")]) == 0
+    saved = GeometryResult.load(tmp_path / "geo").to_dataframe()
+    assert saved["value"].tolist() == pytest.approx(df["id"].tolist(), rel=1e-12)
+    with pytest.raises(ValueError, match="unknown TwoNN fit"):
+        geometry(known, metrics=["twonn"], twonn_fit="mle", **Q)
+
+
 def test_gride_scales_run_while_n2_below_n(known):
     df = intrinsic_dimension(known, method="gride", layers=[1], **Q)
     assert df["scale"].tolist() == [2**i for i in range(10)]  # 2 n1 < 2000

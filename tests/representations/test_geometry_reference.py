@@ -108,6 +108,31 @@ def test_twonn_equals_a_loop(cloud, fraction):
     assert got == pytest.approx(naive_twonn(dist[:, 1] / dist[:, 0], fraction), rel=1e-12)
 
 
+def dadapy_linear_twonn(mu: np.ndarray, fraction: float) -> float:
+    """DADApy 0.3.4's ``_compute_id_2NN(algorithm="base")``, step by step (curve_fit)."""
+    from scipy.optimize import curve_fit
+
+    n_all = mu.shape[0]
+    n_eff = int(n_all * fraction)
+    log_mu = np.sort(np.log(mu))[:n_eff]
+    y = -np.log(1 - np.arange(1, n_eff + 1) / n_all)
+    slope, _ = curve_fit(lambda x, m: m * x, log_mu, y)
+    return float(slope[0])
+
+
+@pytest.mark.parametrize("fraction", [0.9, 0.5])
+def test_twonn_linear_fit_equals_dadapys_curve_fit(cloud, fraction):
+    _, _, dist = cloud
+    r1, r2 = torch.tensor(dist[:, 0]), torch.tensor(dist[:, 1])
+    got = twonn(r1, r2, fraction=fraction, fit="linear")
+    assert got == pytest.approx(dadapy_linear_twonn(dist[:, 1] / dist[:, 0], fraction), rel=1e-6)
+    assert got != pytest.approx(twonn(r1, r2, fraction=fraction), rel=1e-6)  # another estimator
+    # DADApy switches the linear fit to maximum likelihood when every ratio is kept
+    assert twonn(r1, r2, fraction=1.0, fit="linear") == twonn(r1, r2, fraction=1.0)
+    with pytest.raises(ValueError, match="unknown TwoNN fit 'lsq'"):
+        twonn(r1, r2, fit="lsq")
+
+
 def naive_gride(mu: np.ndarray, n1: int) -> float:
     """Maximise the GRIDE likelihood directly (scipy), on DADApy's filtered ratios."""
     mu = np.where(mu == 1, mu + 10 * np.finfo(float).eps, mu)

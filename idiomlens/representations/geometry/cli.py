@@ -34,6 +34,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--layers", type=int, nargs="+", help="default: all layers")
     g = parser.add_argument_group("metric parameters")
     g.add_argument("--fraction", type=float, default=0.9, help="TwoNN: fraction of mu kept")
+    g.add_argument(
+        "--twonn-fit", choices=("ml", "linear"), default="ml",
+        help="TwoNN: maximum likelihood, or DADApy's default linear fit",
+    )  # fmt: skip
     g.add_argument("--max-scale", type=int, help="GRIDE: largest n1 (default: all 2 n1 < N)")
     g.add_argument("--Z", type=float, default=1.6, help="ADP significance")
     g.add_argument("--k", type=int, default=16, help="kNN-density neighbours")
@@ -63,6 +67,7 @@ def run(args: argparse.Namespace) -> int:
         other = _load(args.other) if args.other else None
         config = GeometryConfig(
             fraction=args.fraction,
+            twonn_fit=args.twonn_fit,
             max_scale=args.max_scale,
             Z=args.Z,
             k=args.k,

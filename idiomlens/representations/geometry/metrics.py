@@ -31,7 +31,7 @@ from torch import Tensor
 
 from ..result import Representations
 from .adp import adp_clusters, knn_log_density
-from .intrinsic import gride, gride_scales, gride_single, twonn
+from .intrinsic import check_twonn_fit, gride, gride_scales, gride_single, twonn
 from .layers import LayerPoints, check_same_rows, iter_layers, resolve_labels, resolve_layers
 from .overlap import (
     label_neighbours,
@@ -73,13 +73,14 @@ def _check_k(name: str, k: int, n: int) -> None:
         raise ValueError(f"{name} needs 1 <= k <= N - 1 = {n - 1} neighbours; got k={k}")
 
 
-def twonn_spec(*, fraction: float = 0.9) -> MetricSpec:
-    """TwoNN: ``id`` from ``r2 / r1``."""
+def twonn_spec(*, fraction: float = 0.9, fit: str = "ml") -> MetricSpec:
+    """TwoNN: ``id`` from ``r2 / r1`` (``fit``: ``"ml"`` or DADApy's ``"linear"``)."""
+    check_twonn_fit(fit)
     return MetricSpec(
         "twonn",
         lambda n, codes: (1, {1, 2}),
         lambda p, codes: [
-            {"id": twonn(p.graph.distance(1), p.graph.distance(2), fraction=fraction)}
+            {"id": twonn(p.graph.distance(1), p.graph.distance(2), fraction=fraction, fit=fit)}
         ],
     )
 
@@ -231,6 +232,7 @@ def intrinsic_dimension(
     *,
     method: str = "twonn",
     fraction: float = 0.9,
+    twonn_fit: str = "ml",
     max_scale: int | None = None,
     layers: Sequence[int] | None = None,
     device: str | torch.device | None = None,
@@ -240,10 +242,12 @@ def intrinsic_dimension(
 
     GRIDE gives one row per layer and scale (columns ``scale`` = ``n1``, ``n2``, ``id``,
     ``id_err``), at ``n1 = 1, 2, 4, ...`` while ``2 n1 < N`` (or ``n1 <= max_scale``).
-    TwoNN keeps the smallest ``fraction`` of the ratios (see :mod:`.intrinsic`).
+    TwoNN keeps the smallest ``fraction`` of the ratios; ``twonn_fit="linear"`` is
+    DADApy's default ``compute_id_2NN()`` fit instead of the maximum likelihood (see
+    :mod:`.intrinsic`).
     """
     specs = {
-        "twonn": lambda: twonn_spec(fraction=fraction),
+        "twonn": lambda: twonn_spec(fraction=fraction, fit=twonn_fit),
         "gride": lambda: gride_spec(max_scale=max_scale),
     }
     if method not in specs:

@@ -45,6 +45,8 @@ class GeometryConfig:
 
     Attributes:
         fraction: TwoNN: fraction of the ``mu`` ratios kept (the 10% largest are censored).
+        twonn_fit: TwoNN: ``"ml"`` (maximum likelihood) or ``"linear"`` (DADApy's
+            default ``compute_id_2NN()``).
         max_scale: GRIDE: largest ``n1`` (default: every ``n1`` with ``2 n1 < N``).
         Z, k, id_scale, maxk: ADP significance, kNN-density neighbours, GRIDE scale of
             the density's ID (default ``k``), neighbours searched by ADP.
@@ -53,6 +55,7 @@ class GeometryConfig:
     """
 
     fraction: float = 0.9
+    twonn_fit: str = "ml"
     max_scale: int | None = None
     Z: float = 1.6
     k: int = 16
@@ -64,7 +67,7 @@ class GeometryConfig:
     def specs(self, metrics: Sequence[str]) -> list[Any]:
         """The :class:`~.metrics.MetricSpec` of each metric name."""
         table = {
-            "twonn": lambda: twonn_spec(fraction=self.fraction),
+            "twonn": lambda: twonn_spec(fraction=self.fraction, fit=self.twonn_fit),
             "gride": lambda: gride_spec(max_scale=self.max_scale),
             "density_clusters": lambda: clusters_spec(
                 Z=self.Z, k=self.k, id_scale=self.id_scale, maxk=self.maxk
