@@ -2,24 +2,28 @@
 
 :func:`unique_rows` drops exact duplicate rows (keeping the first), and :func:`knn_graph`
 finds, for every point, its nearest neighbours in Euclidean distance, the point itself
-never among them. The search is a blocked float32 matmul (numpy's BLAS on the CPU, see
-:mod:`idiomlens._blas`; ``|x|^2 + |y|^2 - 2 x.y`` on
+never among them. The search is a float32 matmul (``|x|^2 + |y|^2 - 2 x.y`` on
 mean-centred data, so the cancellation error is relative to the spread of the data, not
-to its offset from the origin), on the GPU when one is present; each block of rows is
-ranked with one ``topk`` (on the CPU: numpy's ``argpartition`` and a sort of the kept
-entries). The distances at the ranks asked for, up to
-:data:`EXACT_RANKS`, are then recomputed exactly in float64 from the coordinates (to the
-neighbour the search put at that rank), so ratios such as ``r2 / r1`` are float64 ratios
-of exact distances. Farther ranks (GRIDE's large scales) are read from a values-only sort of each
-block and keep the float32 search's precision — relative error about
-``1e-7 |x|^2 / r^2`` on mean-centred data, smallest exactly where ``r`` is large.
+to its offset from the origin) followed by a per-row selection:
 
-Cost: ``N^2 D`` multiply-adds for the search (half that on the CPU when one block holds
-every row: numpy then calls ``syrk`` for the symmetric ``x x^T``), a selection per row, a sort per row only
-when ranks beyond :data:`EXACT_RANKS` are asked for, ``N D`` per exact rank.
-Memory: one ``[block, N]`` float32 block at a time (a :class:`Workspace` keeps it for
-the next call) plus the graph itself
-(``N x k`` int64 indices, ``N x len(ranks)`` float64 distances).
+- on the CPU (:func:`_search_cpu`), numpy's BLAS (see :mod:`idiomlens._blas`) and
+  ``argpartition`` on ``torch.get_num_threads()`` Python threads; when the whole
+  ``[N, N]`` matrix fits in :data:`BLOCK_BYTES` only its upper triangle is multiplied;
+- elsewhere (:func:`_search_torch`, the GPU), blocks of rows and one ``topk`` each.
+
+The distances at the ranks asked for, up to :data:`EXACT_RANKS`, are then recomputed
+exactly in float64 from the coordinates (to the neighbour the search put at that rank),
+so ratios such as ``r2 / r1`` are float64 ratios of exact distances. Farther ranks
+(GRIDE's large scales) are read from a values-only sort of each row and keep the
+float32 search's precision — relative error about ``1e-7 |x|^2 / r^2`` on mean-centred
+data, smallest exactly where ``r`` is large.
+
+Cost: ``N^2 D`` multiply-adds for the search (half that on the CPU up to ``N`` of about
+5,800), a selection per row, a sort per row only when ranks beyond :data:`EXACT_RANKS`
+are asked for, ``N D`` per exact rank. Memory: the ``[N, N]`` float32 matrix or one
+``[block, N]`` block at a time (:data:`BLOCK_BYTES`; a :class:`Workspace` keeps it for
+the next call), plus the graph itself (``N x k`` int64 indices, ``N x len(ranks)``
+float64 distances).
 
 >>> import torch
 >>> x = torch.tensor([[0.0], [1.0], [3.0], [7.0]])
@@ -176,9 +180,10 @@ def _search_cpu(
     100 of 5000); numpy releases the GIL in both. When the whole ``[N, N]`` matrix fits
     in :data:`BLOCK_BYTES`, tasks first compute only its upper triangle (row block ``i``
     times rows ``i..N``: half the multiply-adds), then each builds its rows of ``h`` from
-    the (now read-only) triangle, transposing the part below the diagonal. One BLAS thread per task avoids the busy-waiting of
-    OpenBLAS's, torch's and our threads on the same cores (at two threads the pooled
-    version ran its selection 2-5x slower than alone).
+    the (now read-only) triangle, transposing the part below the diagonal. One BLAS
+    thread per task avoids the busy-waiting of OpenBLAS's, torch's and our threads on
+    the same cores (at two threads the pooled version ran its selection 2-5x slower
+    than alone).
     """
     n = x32.shape[0]
     x, hsq = x32.numpy(), half_sq.numpy()
