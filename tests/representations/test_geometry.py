@@ -154,6 +154,22 @@ def test_fewer_than_three_distinct_points_is_an_error():
         intrinsic_dimension(reps, **Q)
 
 
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf")])
+def test_a_non_finite_value_names_layer_and_row(bad):
+    x = torch.randn(60, 4, generator=_gen(6))
+    x[41, 2] = bad
+    reps = Representations.from_tensors({3: x}, ids=[f"e{i}" for i in range(60)])
+    with pytest.raises(ValueError, match=r"layer 3: row 'e41' has a non-finite value"):
+        intrinsic_dimension(reps, **Q)
+
+
+def test_huge_finite_values_are_not_mistaken_for_non_finite_ones():
+    x = torch.randn(60, 4, generator=_gen(7), dtype=torch.float64)
+    x[5:8] = 1e38 * (1 + x[5:8] / 100)  # float32 row sums and |x|^2 overflow; all finite
+    got = intrinsic_dimension(Representations.from_tensors({0: x}), **Q)
+    assert got["n_points"][0] == 60
+
+
 def test_mismatched_ids_are_an_error():
     x = torch.randn(50, 4, generator=_gen(5))
     a = Representations.from_tensors({0: x}, ids=[f"e{i}" for i in range(50)])

@@ -51,12 +51,12 @@ def test_knn_graph_equals_the_full_distance_matrix(cloud):
     assert g.rank_distances.dtype == torch.float64
 
 
-def _torch_sorted_search(x32, half_sq, depth, far, workspace):
+def _torch_sorted_search(x, x32, half_sq, depth, far, near, workspace):
     """The torch block path, 7 rows per block, each block ranked by a full sort."""
     from idiomlens.representations.geometry import knn
 
     scratch = workspace.take(7, x32.shape[0], x32.device)
-    return knn._search_torch(x32, half_sq, depth, far, scratch)
+    return knn._search_torch(x, x32, half_sq, depth, far, near, scratch)
 
 
 @pytest.mark.parametrize("threads", [1, 2])
@@ -88,10 +88,41 @@ def test_knn_graph_cpu_search_layouts_agree_with_the_torch_sort_path(
     torch.testing.assert_close(got.rank_distances, ref.rank_distances, rtol=1e-12, atol=0)
 
 
+@pytest.mark.parametrize("levels", [3, 40, None])
+def test_cpu_row_selection_equals_a_stable_sort(levels):
+    """Ties at and below each row's bound are kept in column order, as a stable sort."""
+    from idiomlens.representations.geometry.knn import _smallest
+
+    rng = np.random.default_rng(levels or 0)
+    h = rng.standard_normal((61, 300)).astype(np.float32)
+    if levels:  # few distinct values: ties everywhere, at the bound too
+        h = rng.integers(0, levels, h.shape).astype(np.float32)
+    h[np.arange(61), np.arange(61)] = np.inf
+    for depth in (1, 17, 299):
+        values, cols = _smallest(h, depth)
+        want = np.argsort(h, axis=1, kind="stable")[:, :depth]
+        assert np.array_equal(cols, want), depth
+        assert np.array_equal(values, np.take_along_axis(h, want, 1))
+
+
 def test_unique_rows_keeps_the_first_of_each_row():
     x = torch.tensor([[1.0, 0.0], [2.0, 2.0], [1.0, 0.0], [0.0, 0.0], [2.0, 2.0], [1.0, 0.0]])
     naive = [i for i in range(len(x)) if not any(torch.equal(x[i], x[j]) for j in range(i))]
     assert unique_rows(x).tolist() == naive == [0, 1, 3]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+def test_unique_rows_equals_a_loop_when_first_coordinates_repeat(dtype):
+    rng = np.random.default_rng(3)
+    x = torch.tensor(rng.integers(0, 3, (300, 4)), dtype=dtype)  # many shared first values
+    x[7] = x[250]
+    x[11, 1:] = -0.0
+    x[12] = x[11].abs()  # -0.0 and 0.0 are the same number
+    naive = [i for i in range(len(x)) if not any(bool((x[i] == x[j]).all()) for j in range(i))]
+    assert unique_rows(x).tolist() == naive
+    distinct = torch.tensor(rng.standard_normal((50, 3)), dtype=dtype)
+    assert unique_rows(distinct).tolist() == list(range(50))
+    assert unique_rows(torch.cat([distinct, distinct[:5]])).tolist() == list(range(50))
 
 
 def naive_twonn(mu: np.ndarray, fraction: float) -> float:
@@ -283,3 +314,26 @@ def test_overlaps_equal_loops(cloud):
     want = np.mean([np.mean(v) for v in per_class.values()])
     got = label_overlap_from_graph(torch.tensor(order), torch.tensor(codes), f)
     assert got == pytest.approx(want, abs=1e-12)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_adjusted_rand_index_equals_scikit_learn(seed):
+    from sklearn.metrics import adjusted_rand_score
+
+    from idiomlens.representations.geometry.metrics import adjusted_rand_index
+
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(2, 3000))
+    labels = rng.integers(0, int(rng.integers(1, 8)), n)
+    noisy = np.where(rng.random(n) < 0.3, rng.integers(0, 9, n), labels * 7 + 3)  # sparse ids
+    cases = [
+        (labels, noisy),
+        (labels, labels[::-1].copy()),
+        (labels, np.zeros(n, int)),  # one cluster
+        (labels, np.arange(n)),  # every point its own cluster
+        (np.zeros(n, int), np.zeros(n, int)),
+        (np.arange(n), np.arange(n)[::-1].copy()),
+    ]
+    for a, b in cases:
+        got = adjusted_rand_index(torch.tensor(a), torch.tensor(b))
+        assert got == pytest.approx(adjusted_rand_score(a, b), abs=1e-12), (n, a[:5], b[:5])

@@ -118,9 +118,13 @@ def _vectors(reps: Representations, layer: int, dev: torch.device) -> Tensor:
     if not was_loaded and getattr(reps, "_root", None) is not None:
         reps._tensors.pop(layer, None)  # stream layers: do not keep what we loaded
     x = x.to(dev, torch.float32)
-    if not torch.isfinite(x).all():
-        row = int((~torch.isfinite(x)).any(1).nonzero()[0])
-        raise ValueError(f"layer {layer}: row {reps.row_ids[row]!r} has a non-finite value")
+    sums = x.sum(1)  # a NaN or inf makes its row's sum non-finite (one pass, not two)
+    if not torch.isfinite(sums).all():
+        suspects = (~torch.isfinite(sums)).nonzero().flatten()  # or a sum overflowed
+        bad = suspects[(~torch.isfinite(x[suspects])).any(1)]
+        if bad.numel():
+            row = int(bad[0])
+            raise ValueError(f"layer {layer}: row {reps.row_ids[row]!r} has a non-finite value")
     return x
 
 
@@ -148,15 +152,15 @@ def iter_layers(
             y = _vectors(other, layer, dev)
             keep_y = unique_rows(y)
             keep = keep[torch.isin(keep, keep_y)]
-        n = int(keep.numel())
+        n, n_rows = int(keep.numel()), int(x.shape[0])
         if n < MIN_POINTS:
             raise ValueError(
                 f"layer {layer}: only {n} distinct points after dropping "
-                f"{x.shape[0] - n} duplicate rows; geometry needs at least {MIN_POINTS}"
+                f"{n_rows - n} duplicate rows; geometry needs at least {MIN_POINTS}"
             )
         k, ranks, k_other = plan(keep.cpu())
-        graph = knn_graph(x[keep], k=k, ranks=ranks, device=dev, workspace=scratch)
-        graph_y = (
-            knn_graph(y[keep], k=k_other, device=dev, workspace=scratch) if y is not None else None
-        )
-        yield LayerPoints(layer, keep.cpu(), int(x.shape[0]) - n, graph, graph_y)
+        if n < n_rows:  # no copy when nothing was dropped
+            x, y = x[keep], (y[keep] if y is not None else None)
+        graph = knn_graph(x, k=k, ranks=ranks, device=dev, workspace=scratch)
+        graph_y = knn_graph(y, k=k_other, device=dev, workspace=scratch) if y is not None else None
+        yield LayerPoints(layer, keep.cpu(), n_rows - n, graph, graph_y)
