@@ -76,8 +76,12 @@ def test_knn_graph_cpu_search_layouts_agree_with_the_torch_sort_path(
         )
         ref = knn_graph(x, k=30, ranks=(2, 40, 300), device="cpu")
     monkeypatch.setattr(knn, "TASK_ROWS", 23)  # several tasks, a ragged last one
-    rows_kept = 400 if layout == "symmetric" else 9  # the whole matrix, or 9-row strips
-    monkeypatch.setitem(knn.BLOCK_BYTES, "cpu", 4 * 400 * rows_kept)
+    if layout == "strips":  # 9-row strips instead of the whole matrix
+        monkeypatch.setattr(knn, "SYMMETRIC_BYTES", 0)
+        monkeypatch.setitem(knn.BLOCK_BYTES, "cpu", 4 * 400 * 9)
+    else:  # the whole matrix, beyond the strip budget: only if the free memory allows
+        monkeypatch.setitem(knn.BLOCK_BYTES, "cpu", 4 * 400 * 9)
+        assert knn._symmetric(400)
     previous = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
