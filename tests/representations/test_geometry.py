@@ -184,7 +184,7 @@ def test_mismatched_ids_are_an_error():
 
 
 def test_geometry_shares_one_graph_and_matches_the_single_metrics(monkeypatch, tmp_path):
-    from idiomlens.representations.geometry import layers as layers_mod
+    from idiomlens.representations.geometry import graphs
 
     x, labels = blobs(n_per=80)
     y = x + torch.randn(x.shape, generator=_gen(6)) * 2
@@ -193,8 +193,8 @@ def test_geometry_shares_one_graph_and_matches_the_single_metrics(monkeypatch, t
     )
     other = Representations.from_tensors({0: y, 2: y})
     calls = []
-    real = layers_mod.knn_graph
-    monkeypatch.setattr(layers_mod, "knn_graph", lambda *a, **kw: calls.append(1) or real(*a, **kw))
+    real = graphs.knn_graph
+    monkeypatch.setattr(graphs, "knn_graph", lambda *a, **kw: calls.append(1) or real(*a, **kw))
     res = geometry(reps, other=other, max_scale=4, **Q)
     assert len(calls) == 4  # one graph per layer and space
     df = res.to_dataframe()
@@ -207,6 +207,7 @@ def test_geometry_shares_one_graph_and_matches_the_single_metrics(monkeypatch, t
         "neighbourhood_overlap",
     }
     monkeypatch.undo()
+    monkeypatch.setattr(graphs, "GRAPH_CACHE_BYTES", 0)  # each metric on its own graph
     single = {
         "id_twonn": intrinsic_dimension(reps, **Q)["id"],
         "id_gride": intrinsic_dimension(reps, method="gride", max_scale=4, **Q)["id"],

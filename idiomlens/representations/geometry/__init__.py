@@ -11,6 +11,9 @@ exact float64 distances where ratios are taken). Re-implemented from DADApy
   :func:`neighbourhood_overlap`: one metric, a DataFrame with one row per layer;
 - :func:`geometry`: all of them from one graph per layer, a tidy :class:`GeometryResult`
   with ``.to_dataframe()``, ``.plot()``, ``.save()``; CLI ``idiomlens geometry``.
+
+Separate calls on the same representations object share its graphs too (:mod:`.graphs`:
+held per object and layer, 256 MiB at most; ``graphs.clear(reps)`` drops them).
 """
 
 from __future__ import annotations

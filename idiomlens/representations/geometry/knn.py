@@ -50,7 +50,15 @@ from torch import Tensor
 
 from ..._blas import blas_threads, map_on_threads
 
-__all__ = ["KNNGraph", "Workspace", "knn_graph", "unique_rows", "resolve_device", "EXACT_RANKS"]
+__all__ = [
+    "KNNGraph",
+    "Workspace",
+    "knn_graph",
+    "exact_distances",
+    "unique_rows",
+    "resolve_device",
+    "EXACT_RANKS",
+]
 
 #: ranks up to this one get exact float64 distances (farther ones: float32 precision)
 EXACT_RANKS = 32
@@ -210,7 +218,7 @@ def _search_torch(
         values[s:e], indices[s:e] = _rank_block(h, depth)
         if far:
             far_h[s:e] = h.sort(dim=1).values[:, [r - 1 for r in far]]
-        exact[s:e] = _exact_distances(x, indices[s:e, near], start=s)
+        exact[s:e] = exact_distances(x, indices[s:e, near], start=s)
     return values, indices, far_h, exact
 
 
@@ -328,8 +336,8 @@ def _search_cpu(
 
 
 def _exact_cpu(x: np.ndarray, cols: np.ndarray, start: int) -> np.ndarray:
-    """:func:`_exact_distances` in numpy, for one task of the CPU search (about 1.8x
-    torch's single-threaded gather + norm for these shapes)."""
+    """:func:`exact_distances` in numpy (about 1.8x torch's single-threaded gather + norm
+    for these shapes), for one task of the CPU search."""
     out = np.empty(cols.shape, dtype=np.float64)
     step = max(1, (4 * 2**20) // max(1, 8 * cols.shape[1] * x.shape[1]))  # cache-sized
     for s in range(0, cols.shape[0], step):
@@ -339,13 +347,20 @@ def _exact_cpu(x: np.ndarray, cols: np.ndarray, start: int) -> np.ndarray:
     return out
 
 
-def _exact_distances(x: Tensor, cols: Tensor, start: int = 0) -> Tensor:
+def exact_distances(x: Tensor, cols: Tensor, start: int = 0) -> Tensor:
     """``|x[start + i] - x[cols[i, c]]|`` in float64, a few rows at a time.
 
     The coordinates are not centred: a difference of two float32 (or float64) values is
     as exact in float64 as a difference of centred ones, and gathering ``x`` in its own
     dtype moves half the bytes of a float64 copy.
+
+    >>> x = torch.tensor([[0.0, 0.0], [3.0, 4.0], [6.0, 8.0]])
+    >>> exact_distances(x, torch.tensor([[1, 2], [0, 2], [1, 0]])).tolist()
+    [[5.0, 10.0], [5.0, 5.0], [5.0, 10.0]]
     """
+    if x.device.type == "cpu":
+        xe = x if x.dtype in (torch.float32, torch.float64) else x.float()
+        return torch.from_numpy(_exact_cpu(xe.numpy(), cols.numpy(), start))
     out = torch.empty(cols.shape, dtype=torch.float64, device=x.device)
     step = max(1, (4 * 2**20) // max(1, 8 * cols.shape[1] * x.shape[1]))  # cache-sized
     for s in range(0, cols.shape[0], step):

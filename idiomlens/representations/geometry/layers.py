@@ -3,7 +3,8 @@
 Everything the metric runners have in common: checking and encoding labels (one clear
 error for a missing one), choosing layers, dropping duplicate rows (jointly for two
 representations compared point by point), and building each layer's one
-:class:`~.knn.KNNGraph` deep enough for every metric requested.
+:class:`~.knn.KNNGraph` deep enough for every metric requested (held across calls by
+:mod:`.graphs`).
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from ..result import Representations
-from .knn import KNNGraph, Workspace, knn_graph, resolve_device, unique_rows
+from .graphs import graph_for
+from .knn import KNNGraph, Workspace, resolve_device, unique_rows
 
 __all__ = ["LayerPoints", "resolve_labels", "resolve_layers", "iter_layers", "check_same_rows"]
 
@@ -161,6 +163,8 @@ def iter_layers(
         k, ranks, k_other = plan(keep.cpu())
         if n < n_rows:  # no copy when nothing was dropped
             x, y = x[keep], (y[keep] if y is not None else None)
-        graph = knn_graph(x, k=k, ranks=ranks, device=dev, workspace=scratch)
-        graph_y = knn_graph(y, k=k_other, device=dev, workspace=scratch) if y is not None else None
+        graph = graph_for(reps, layer, keep, x, k=k, ranks=ranks, device=dev, workspace=scratch)
+        graph_y = None
+        if other is not None and y is not None:
+            graph_y = graph_for(other, layer, keep, y, k=k_other, ranks=(), device=dev, workspace=scratch)  # fmt: skip
         yield LayerPoints(layer, keep.cpu(), n_rows - n, graph, graph_y)
