@@ -109,6 +109,20 @@ def test_cpu_row_selection_equals_a_stable_sort(levels):
         assert np.array_equal(values, np.take_along_axis(h, want, 1))
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+def test_exact_distances_equal_float64_differences_in_numpy_and_torch(dtype):
+    from idiomlens.representations.geometry.knn import _exact_torch, exact_distances
+
+    rng = np.random.default_rng(8)
+    x = torch.tensor(rng.standard_normal((90, 7)) * 3 + 100.0, dtype=dtype)  # offset
+    cols = torch.tensor(rng.integers(0, 90, (40, 5)))
+    ref = x.double().numpy()
+    want = np.linalg.norm(ref[cols.numpy()] - ref[30:70, None, :], axis=-1)
+    for got in (exact_distances(x, cols, start=30), _exact_torch(x, cols, 30)):
+        assert got.dtype == torch.float64
+        np.testing.assert_allclose(got.numpy(), want, rtol=1e-12)
+
+
 def test_unique_rows_keeps_the_first_of_each_row():
     x = torch.tensor([[1.0, 0.0], [2.0, 2.0], [1.0, 0.0], [0.0, 0.0], [2.0, 2.0], [1.0, 0.0]])
     naive = [i for i in range(len(x)) if not any(torch.equal(x[i], x[j]) for j in range(i))]

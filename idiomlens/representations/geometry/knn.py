@@ -361,6 +361,11 @@ def exact_distances(x: Tensor, cols: Tensor, start: int = 0) -> Tensor:
     if x.device.type == "cpu":
         xe = x if x.dtype in (torch.float32, torch.float64) else x.float()
         return torch.from_numpy(_exact_cpu(xe.numpy(), cols.numpy(), start))
+    return _exact_torch(x, cols, start)
+
+
+def _exact_torch(x: Tensor, cols: Tensor, start: int) -> Tensor:
+    """:func:`exact_distances` in torch (the GPU)."""
     out = torch.empty(cols.shape, dtype=torch.float64, device=x.device)
     step = max(1, (4 * 2**20) // max(1, 8 * cols.shape[1] * x.shape[1]))  # cache-sized
     for s in range(0, cols.shape[0], step):
