@@ -20,8 +20,8 @@ float32 search's precision — relative error about ``1e-7 |x|^2 / r^2`` on mean
 data, smallest exactly where ``r`` is large.
 
 Cost: ``N^2 D`` multiply-adds for the search (half that on the CPU while the ``[N, N]``
-matrix fits, :data:`SYMMETRIC_BYTES`), a selection per row, a sort per row only when ranks beyond :data:`EXACT_RANKS`
-are asked for, ``N D`` per exact rank. Memory: the ``[N, N]`` float32 matrix or one
+matrix fits, :data:`SYMMETRIC_BYTES`), a selection per row, a sort per row only when
+ranks beyond :data:`EXACT_RANKS` are asked for, ``N D`` per exact rank. Memory: the ``[N, N]`` float32 matrix or one
 ``[block, N]`` block at a time (:data:`BLOCK_BYTES`; a :class:`Workspace` keeps it for
 the next call), plus the graph itself (``N x k`` int64 indices, ``N x len(ranks)``
 float64 distances).
@@ -290,7 +290,7 @@ def _search_cpu(
     """
     n = x32.shape[0]
     xs, hsq = x32.numpy(), half_sq.numpy()
-    xe = (x if x.dtype in (torch.float32, torch.float64) else x32).numpy()  # exact coords
+    xe = (x if x.dtype in (torch.float32, torch.float64) else x.float()).numpy()  # uncentred
     symmetric = _symmetric(n)
     rows = TASK_ROWS if symmetric else max(1, min(TASK_ROWS, BLOCK_BYTES["cpu"] // (4 * n)))
     starts = list(range(0, n, rows))
