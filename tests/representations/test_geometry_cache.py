@@ -101,3 +101,29 @@ def test_a_held_graph_widened_or_searched_equals_a_direct_search(monkeypatch, k,
     want = knn_graph(x, k=k, ranks=ranks)
     assert torch.equal(got.indices, want.indices) and got.ranks == want.ranks
     torch.testing.assert_close(got.rank_distances, want.rank_distances, rtol=1e-12, atol=0)
+
+
+def test_calls_from_several_threads_share_one_object_safely(monkeypatch):
+    from concurrent.futures import ThreadPoolExecutor
+
+    g = torch.Generator().manual_seed(3)
+    reps = Representations.from_tensors(
+        {layer: torch.randn(150, 5, generator=g) for layer in range(6)}
+    )
+    keep = torch.arange(150)
+    serial = [graphs.graph_for(reps, layer, keep, reps.vectors(layer), k=8, ranks={1, 8}) for layer in range(6)]  # fmt: skip
+    per_layer = graphs.held_bytes(reps) // 6
+    graphs.clear(reps)
+    # room for two layers' graphs: threads evict while others look up and insert
+    monkeypatch.setattr(graphs, "GRAPH_CACHE_BYTES", 2 * per_layer)
+
+    def call(i: int) -> tuple[int, graphs.KNNGraph]:
+        layer = i % 6
+        return layer, graphs.graph_for(reps, layer, keep, reps.vectors(layer), k=8, ranks={1, 8})
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(call, range(96)))
+    for layer, graph in results:
+        assert torch.equal(graph.indices, serial[layer].indices)
+        torch.testing.assert_close(graph.rank_distances, serial[layer].rank_distances)
+    assert graphs.held_bytes(reps) <= graphs.GRAPH_CACHE_BYTES

@@ -28,6 +28,7 @@ representations object (they go when it goes), least recently used first out bey
 from __future__ import annotations
 
 import hashlib
+import threading
 import weakref
 from collections import OrderedDict
 from collections.abc import Iterable
@@ -49,6 +50,9 @@ Key = tuple[int, str, str]
 _STORES: weakref.WeakKeyDictionary[Representations, OrderedDict[Key, KNNGraph]] = (
     weakref.WeakKeyDictionary()
 )
+#: guards ``_STORES`` (calls from several threads; a search itself runs unlocked, so two
+#: threads asking for the same new graph may both search)
+_LOCK = threading.Lock()
 
 
 def _bytes(graph: KNNGraph) -> int:
@@ -57,15 +61,17 @@ def _bytes(graph: KNNGraph) -> int:
 
 def held_bytes(reps: Representations) -> int:
     """Bytes of graphs held for ``reps``."""
-    return sum(_bytes(g) for g in _STORES.get(reps, {}).values())
+    with _LOCK:
+        return sum(_bytes(g) for g in _STORES.get(reps, {}).values())
 
 
 def clear(reps: Representations | None = None) -> None:
     """Drop the graphs held for ``reps`` (default: for every object)."""
-    if reps is None:
-        _STORES.clear()
-    else:
-        _STORES.pop(reps, None)
+    with _LOCK:
+        if reps is None:
+            _STORES.clear()
+        else:
+            _STORES.pop(reps, None)
 
 
 def _narrow(graph: KNNGraph, k: int, ranks: set[int]) -> KNNGraph:
@@ -101,8 +107,8 @@ def graph_for(
         return knn_graph(x, k=k, ranks=ranks, device=device, workspace=workspace)
     digest = hashlib.blake2b(keep.cpu().numpy().tobytes(), digest_size=16).hexdigest()
     key = (int(layer), str(x.device if device is None else torch.device(device)), digest)
-    store = _STORES.setdefault(reps, OrderedDict())
-    held = store.get(key)
+    with _LOCK:
+        held = _STORES.setdefault(reps, OrderedDict()).get(key)
     graph = None
     if held is not None and held.k >= k:
         extra = sorted(ranks - set(held.ranks))
@@ -112,8 +118,10 @@ def graph_for(
         depth = max(k, min(MIN_DEPTH, x.shape[0] - 1), held.k if held is not None else 0)
         wanted = ranks | set(held.ranks if held is not None else ())
         graph = knn_graph(x, k=depth, ranks=wanted, device=device, workspace=workspace)
-    store[key] = graph
-    store.move_to_end(key)
-    while store and sum(_bytes(g) for g in store.values()) > GRAPH_CACHE_BYTES:
-        store.popitem(last=False)  # least recently used first (perhaps this one)
+    with _LOCK:
+        store = _STORES.setdefault(reps, OrderedDict())
+        store[key] = graph
+        store.move_to_end(key)
+        while store and sum(_bytes(g) for g in store.values()) > GRAPH_CACHE_BYTES:
+            store.popitem(last=False)  # least recently used first (perhaps this one)
     return _narrow(graph, k, ranks)
