@@ -28,7 +28,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..._blas import batched_gram, map_on_threads
+from ..._blas import map_on_threads
+from .gram import preconditioner_gram
 from .labels import ProbeInputError, control_labels, encode_labels, make_split, resolve_labels
 from .result import ProbeResult
 from .solver import SoftmaxFit, SolverConfig, fit_softmax
@@ -136,15 +137,14 @@ GRAM_ROWS_PER_FEATURE = 3
 def _standardise(x: Tensor, n_train: int, check: Any) -> tuple[Tensor, Tensor, Tensor]:
     """Standardise ``x`` in place with its first ``n_train`` rows' mean and population std;
     also return the solver's preconditioner Gram ``X^T X / n`` of the standardised
-    training rows.
+    training rows (:func:`~.gram.preconditioner_gram`: int8 products on a CPU).
 
     The Gram uses evenly spaced training rows, all of them when there are fewer than
     ``2 * GRAM_ROWS_PER_FEATURE * d_model``: the preconditioner only has to resemble the
-    Hessian, and this Gram is its one large cost (9 of the ~20 ms a 3,000 x 512 layer
-    takes on a CPU; about ``3 d_model`` rows add a third more iterations and halve it).
-    With every row, the variance is the Gram's diagonal (no extra pass); either way it is
-    taken from the centred rows, so large offsets do not cancel. ``check(sums)`` sees the
-    column sums of all rows first (finiteness).
+    Hessian, and this Gram is its one large cost (about ``3 d_model`` rows add a third
+    more iterations and halve it). The variance is taken from the centred rows, so large
+    offsets do not cancel. ``check(sums)`` sees the column sums of all rows first
+    (finiteness).
     """
     d = x.shape[2]
     train_sums = x[:, :n_train].sum(1)
@@ -152,19 +152,12 @@ def _standardise(x: Tensor, n_train: int, check: Any) -> tuple[Tensor, Tensor, T
     mean = train_sums / n_train
     x.sub_(mean[:, None])
     train = x[:, :n_train]
-    step = max(1, n_train // (GRAM_ROWS_PER_FEATURE * d))
-    sample = train[:, ::step]
-    gram = batched_gram(sample).div_(sample.shape[1])  # centred [layer, d, d]
-    if step == 1:
-        var = torch.diagonal(gram, dim1=1, dim2=2).clamp_min(0)
-    else:
-        var = train.pow(2).sum(1).div_(n_train)
-    std = var.sqrt()
+    std = (train * train).sum(1).div_(n_train).sqrt_()  # 18x vector_norm(dim=1) here
     tiny = 10 * torch.finfo(x.dtype).eps * mean.abs().clamp_min(1.0)
     std = torch.where(std > tiny, std, torch.ones_like(std))
     x.div_(std[:, None])
-    gram = gram.div_(std[:, :, None]).div_(std[:, None, :])
-    return mean, std, gram
+    step = max(1, n_train // (GRAM_ROWS_PER_FEATURE * d))
+    return mean, std, preconditioner_gram(train[:, ::step])
 
 
 def _folds(codes: Tensor, k: int, seed: int) -> Tensor:
