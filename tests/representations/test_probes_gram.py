@@ -28,7 +28,8 @@ def test_quantised_gram_is_the_exact_gram_of_the_rounded_rows(monkeypatch):
     torch.testing.assert_close(G.quantised_gram(x, s).double(), want, rtol=1e-6, atol=1e-6)
 
 
-def test_preconditioner_gram_is_psd_and_near_the_float_gram():
+def test_preconditioner_gram_is_psd_and_near_the_float_gram(monkeypatch):
+    monkeypatch.setattr(G, "INT8", True)  # whatever this CPU is
     x = _standardised()
     got = G.preconditioner_gram(x)
     exact = batched_gram(x.double()) / x.shape[1]
@@ -41,13 +42,19 @@ def test_preconditioner_gram_is_psd_and_near_the_float_gram():
     assert gap[0].max() > gap[1].max()  # layer 0's saturated outlier costs more
 
 
-@pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-def test_float_gram_where_int8_does_not_apply(monkeypatch, dtype):
-    x = _standardised().to(dtype)
-    if dtype == torch.float32:  # a torch build without the int8 kernel
+@pytest.mark.parametrize("case", ["float64", "no kernel", "not AVX-512", "switched off"])
+def test_float_gram_where_int8_does_not_apply(monkeypatch, case):
+    x = _standardised().to(torch.float64 if case == "float64" else torch.float32)
+    monkeypatch.setattr(G, "INT8", True)
+    if case == "no kernel":  # a torch build without the int8 kernel
 
         def missing(*_):
             raise RuntimeError("no int8 kernel")
 
         monkeypatch.setattr(torch, "_int_mm", missing)
+    elif case == "not AVX-512":
+        monkeypatch.setattr(G, "INT8", None)
+        monkeypatch.setattr(torch.backends.cpu, "get_cpu_capability", lambda: "NEON")
+    elif case == "switched off":
+        monkeypatch.setattr(G, "INT8", False)
     torch.testing.assert_close(G.preconditioner_gram(x), batched_gram(x) / x.shape[1])

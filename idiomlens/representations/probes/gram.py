@@ -8,6 +8,9 @@ the rows rounded to int8, ``q = round(x / s)`` with ``s = CLIP / 127`` (values b
 ``CLIP`` standard deviations saturate), with exact int32 accumulation
 (``torch._int_mm``, VNNI on recent x86): ``s^2 q^T q`` in 4.8 ms instead of 9.4 ms
 (quantising included), and the same solver iterations on ``benchmarks/bench_probes.py``.
+That is where torch reports AVX-512 (:data:`INT8`), whose int8 kernels (VNNI on Cascade
+Lake, Ice Lake, Zen 4 and later) beat the float32 product; other CPUs, e.g. ARM, where
+torch's int8 product may be a slow generic loop, keep the float one.
 It is the exact Gram of a slightly perturbed matrix, so positive semi-definite by
 construction (the ``+ lambda I`` of the preconditioner keeps the Cholesky factor
 defined); rounding adds about ``s^2 / 12`` (3e-4) to its diagonal and ``~s / sqrt(n)``
@@ -29,12 +32,21 @@ from torch import Tensor
 
 from ..._blas import batched_gram
 
-__all__ = ["preconditioner_gram", "quantised_gram", "CLIP"]
+__all__ = ["preconditioner_gram", "quantised_gram", "int8_gram_enabled", "CLIP", "INT8"]
 
 #: standardised values are rounded to int8 steps of ``CLIP / 127`` (beyond: saturated)
 CLIP = 8.0
 #: rows per int32 product: ``127^2 * ROWS < 2^31``
 ROWS = 65536
+#: int8 Gram on the CPU: ``None`` where torch reports AVX-512, else ``True`` / ``False``
+INT8: bool | None = None
+
+
+def int8_gram_enabled() -> bool:
+    """Whether :func:`preconditioner_gram` uses int8 products for CPU float32 rows."""
+    if INT8 is not None:
+        return INT8
+    return hasattr(torch, "_int_mm") and torch.backends.cpu.get_cpu_capability() == "AVX512"
 
 
 def quantised_gram(x: Float[Tensor, "row col"], step: float) -> Float[Tensor, "col col"]:
@@ -51,7 +63,7 @@ def preconditioner_gram(x: Float[Tensor, "layer row col"]) -> Float[Tensor, "lay
     """``x[l]^T x[l] / rows`` of standardised ``x`` (unit variance columns): int8 on a
     float32 CPU tensor, exact otherwise (see the module docstring)."""
     n = max(1, x.shape[1])
-    if x.device.type != "cpu" or x.dtype != torch.float32 or not hasattr(torch, "_int_mm"):
+    if x.device.type != "cpu" or x.dtype != torch.float32 or not int8_gram_enabled():
         return batched_gram(x).div_(n)
     try:
         return torch.stack([quantised_gram(layer, CLIP / 127) for layer in x]).div_(n)
