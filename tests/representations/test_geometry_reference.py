@@ -92,17 +92,21 @@ def test_knn_graph_cpu_search_layouts_agree_with_the_torch_sort_path(
     torch.testing.assert_close(got.rank_distances, ref.rank_distances, rtol=1e-12, atol=0)
 
 
-@pytest.mark.parametrize("levels", [3, 40, None])
-def test_cpu_row_selection_equals_a_stable_sort(levels):
-    """Ties at and below each row's bound are kept in column order, as a stable sort."""
+@pytest.mark.parametrize("cols", [300, 4001])
+@pytest.mark.parametrize("levels", [3, 40, 2000, None])
+def test_cpu_row_selection_equals_a_stable_sort(levels, cols):
+    """Ties at and below each row's bound are kept in column order, as a stable sort,
+    whether the bound is a group-minima bound (long rows, small depths) or exact; rows
+    with many ties at the bound are ranked one by one."""
     from idiomlens.representations.geometry.knn import _smallest
 
     rng = np.random.default_rng(levels or 0)
-    h = rng.standard_normal((61, 300)).astype(np.float32)
+    h = rng.standard_normal((61, cols)).astype(np.float32)
     if levels:  # few distinct values: ties everywhere, at the bound too
         h = rng.integers(0, levels, h.shape).astype(np.float32)
     h[np.arange(61), np.arange(61)] = np.inf
-    for depth in (1, 17, 299):
+    h[5, 100:] = h[5, 99]  # one row mostly one value
+    for depth in (1, 17, 100, 299):
         values, cols = _smallest(h, depth)
         want = np.argsort(h, axis=1, kind="stable")[:, :depth]
         assert np.array_equal(cols, want), depth
