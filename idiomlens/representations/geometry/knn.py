@@ -7,9 +7,9 @@ mean-centred data, so the cancellation error is relative to the spread of the da
 to its offset from the origin) followed by a per-row selection:
 
 - on the CPU (:func:`_search_cpu`), numpy's BLAS (see :mod:`idiomlens._blas`) and a
-  values-only ``partition`` per row (:func:`_smallest`) on ``torch.get_num_threads()``
-  Python threads; when the whole ``[N, N]`` matrix fits (:data:`SYMMETRIC_BYTES`) only
-  its upper triangle is multiplied;
+  per-row selection under a bound from group minima (:func:`_smallest`) on
+  ``torch.get_num_threads()`` Python threads; when the whole ``[N, N]`` matrix fits
+  (:data:`SYMMETRIC_BYTES`) only its upper triangle is multiplied;
 - elsewhere (:func:`_search_torch`, the GPU), blocks of rows and one ``topk`` each.
 
 The distances at the ranks asked for, up to :data:`EXACT_RANKS`, are recomputed exactly
