@@ -8,6 +8,7 @@ rows left out (``-1``, as the CV folds do), a class absent from a group, a per-g
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -101,3 +102,30 @@ def test_layers_fitted_concurrently_equal_one_after_another():
     assert torch.equal(one.test_pred, two.test_pred)
     assert torch.equal(one.control_pred, two.control_pred)
     torch.testing.assert_close(one.coef, two.coef, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_cpu_cholesky_factor_is_lower_and_solves_like_scipy(dtype):
+    """``potrf`` leaves the strict upper triangle unwritten; the triangular solves the
+    solver makes with it equal those with scipy's clean factor."""
+    import scipy.linalg
+
+    from idiomlens.representations.probes.solver_cpu import _cholesky
+
+    rng = np.random.default_rng(0)
+    a = rng.standard_normal((300, 40))
+    p = (a.T @ a / 300 + 1e-3 * np.eye(40)).astype(dtype)
+    got = _cholesky(p)
+    want = scipy.linalg.cholesky(p.astype(np.float64), lower=True)
+    assert got.dtype == dtype
+    np.testing.assert_allclose(
+        np.tril(got), want, rtol=1e-4 if dtype == np.float32 else 1e-10, atol=1e-6
+    )
+    rhs = rng.standard_normal((40, 3)).astype(dtype)
+    for trans in (0, 1):
+        np.testing.assert_allclose(
+            scipy.linalg.solve_triangular(got, rhs, trans=trans, lower=True),
+            scipy.linalg.solve_triangular(want, rhs, trans=trans, lower=True),
+            rtol=1e-3 if dtype == np.float32 else 1e-9, atol=1e-5,
+        )  # fmt: skip
+    assert _cholesky(-np.eye(3, dtype=dtype)) is None  # not positive definite
