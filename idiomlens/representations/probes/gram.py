@@ -6,8 +6,8 @@ layer takes 8 ms in numpy's ``syrk`` on the development machine (AMD EPYC, one t
 at the CPU's float32 peak. On the CPU :func:`preconditioner_gram` therefore multiplies
 the rows rounded to int8, ``q = round(x / s)`` with ``s = CLIP / 127`` (values beyond
 ``CLIP`` standard deviations saturate), with exact int32 accumulation
-(``torch._int_mm``, VNNI on recent x86): ``s^2 q^T q`` in 4.8 ms instead of 9.4 ms
-(quantising included), and the same solver iterations on ``benchmarks/bench_probes.py``.
+(``torch._int_mm``, VNNI on recent x86): ``s^2 q^T q`` in about 3 ms instead of 8-10 ms
+(rounding included), and the same solver iterations on ``benchmarks/bench_probes.py``.
 That is where torch reports AVX-512 (:data:`INT8`), whose int8 kernels (VNNI on Cascade
 Lake, Ice Lake, Zen 4 and later) beat the float32 product; other CPUs, e.g. ARM, where
 torch's int8 product may be a slow generic loop, keep the float one.
