@@ -359,3 +359,21 @@ def test_adjusted_rand_index_equals_scikit_learn(seed):
     for a, b in cases:
         got = adjusted_rand_index(torch.tensor(a), torch.tensor(b))
         assert got == pytest.approx(adjusted_rand_score(a, b), abs=1e-12), (n, a[:5], b[:5])
+
+
+def test_shared_neighbours_and_first_true_equal_python_loops():
+    """The numpy paths of the overlap count and ADP's first-true scan, against loops."""
+    from idiomlens.representations.geometry.adp import _first_true
+    from idiomlens.representations.geometry.overlap import neighbour_overlap_points
+
+    rng = np.random.default_rng(5)
+    a = torch.tensor(np.stack([rng.permutation(60)[:12] for _ in range(40)]))
+    b = torch.tensor(np.stack([rng.permutation(60)[:15] for _ in range(40)]))
+    got = neighbour_overlap_points(a, b, k=10)
+    want = [len(set(a[i, :10].tolist()) & set(b[i, :10].tolist())) / 10 for i in range(40)]
+    assert got.tolist() == want
+    mask = torch.tensor(rng.random((50, 9)) < 0.15)
+    has, first = _first_true(mask)
+    for row, h, f in zip(mask.tolist(), has.tolist(), first.tolist(), strict=True):
+        assert h == any(row) and f == (row.index(True) if any(row) else 0)
+    assert first.dtype == torch.long

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from jaxtyping import Float, Int
 from torch import Tensor
@@ -52,7 +53,11 @@ def knn_log_density(
 
 
 def _first_true(mask: Tensor) -> tuple[Tensor, Tensor]:
-    """Per row: whether any entry is true, and the column of the first true one."""
+    """Per row: whether any entry is true, and the column of the first true one (numpy on
+    the CPU: 0.2 ms for ``[5000, 100]``, torch's ``any`` + ``argmax`` 1.1 ms)."""
+    if mask.device.type == "cpu":
+        a = mask.numpy()
+        return torch.from_numpy(a.any(1)), torch.from_numpy(a.argmax(1).astype(np.int64))
     return mask.any(1), mask.to(torch.uint8).argmax(1)
 
 

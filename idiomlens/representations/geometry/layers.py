@@ -32,16 +32,14 @@ def _missing(value: Any) -> bool:
 
 
 def _encode(name: str, values: Sequence[Any], row_ids: Sequence[str]) -> Tensor:
+    """Codes ``0, 1, ...`` in order of first appearance."""
     bad = [i for i, v in enumerate(values) if _missing(v)]
     if bad:
         more = f" (and {len(bad) - 1} more rows)" if len(bad) > 1 else ""
         raise ValueError(f"label {name!r} is missing for row {row_ids[bad[0]]!r}{more}")
-    codes: dict[Any, int] = {}
-    out = []
-    for v in values:
-        key = v if isinstance(v, (str, int, float, bool)) else str(v)
-        out.append(codes.setdefault(key, len(codes)))
-    return torch.tensor(out, dtype=torch.long)
+    keys = [v if isinstance(v, (str, int, float, bool)) else str(v) for v in values]
+    codes = {key: i for i, key in enumerate(dict.fromkeys(keys))}
+    return torch.tensor([codes[key] for key in keys], dtype=torch.long)
 
 
 def resolve_labels(reps: Representations, labels: Any) -> dict[str, Tensor]:
