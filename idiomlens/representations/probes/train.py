@@ -152,7 +152,10 @@ def _standardise(x: Tensor, n_train: int, check: Any) -> tuple[Tensor, Tensor, T
     mean = train_sums / n_train
     x.sub_(mean[:, None])
     train = x[:, :n_train]
-    std = (train * train).sum(1).div_(n_train).sqrt_()  # 18x vector_norm(dim=1) here
+    if x.device.type == "cpu":  # a layer at a time: 18x vector_norm(dim=1) on a CPU
+        std = torch.stack([(t * t).sum(0) for t in train]).div_(n_train).sqrt_()
+    else:  # no [layer, row, d] temporary on an accelerator
+        std = torch.linalg.vector_norm(train, dim=1).div_(n_train**0.5)
     tiny = 10 * torch.finfo(x.dtype).eps * mean.abs().clamp_min(1.0)
     std = torch.where(std > tiny, std, torch.ones_like(std))
     x.div_(std[:, None])
