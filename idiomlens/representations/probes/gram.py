@@ -46,7 +46,8 @@ def int8_gram_enabled() -> bool:
     """Whether :func:`preconditioner_gram` uses int8 products for CPU float32 rows."""
     if INT8 is not None:
         return INT8
-    return hasattr(torch, "_int_mm") and torch.backends.cpu.get_cpu_capability() == "AVX512"
+    capability = getattr(torch.backends.cpu, "get_cpu_capability", lambda: "")
+    return hasattr(torch, "_int_mm") and capability() == "AVX512"
 
 
 def quantised_gram(x: Float[Tensor, "row col"], step: float) -> Float[Tensor, "col col"]:
