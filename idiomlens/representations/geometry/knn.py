@@ -8,8 +8,8 @@ to its offset from the origin) followed by a per-row selection:
 
 - on the CPU (:func:`_search_cpu`), numpy's BLAS (see :mod:`idiomlens._blas`) and a
   per-row selection under a bound from group minima (:func:`_smallest`) on
-  ``torch.get_num_threads()`` Python threads; when the whole ``[N, N]`` matrix fits
-  (:data:`SYMMETRIC_BYTES`) only its upper triangle is multiplied;
+  ``torch.get_num_threads()`` Python threads; when the upper triangle of the ``[N, N]``
+  matrix fits (:data:`SYMMETRIC_BYTES`) only it is multiplied, and held packed;
 - elsewhere (:func:`_search_torch`, the GPU), blocks of rows and one ``topk`` each.
 
 The distances at the ranks asked for, up to :data:`EXACT_RANKS`, are recomputed exactly
@@ -19,12 +19,12 @@ block, so ratios such as ``r2 / r1`` are float64 ratios of exact distances. Fart
 float32 search's precision — relative error about ``1e-7 |x|^2 / r^2`` on mean-centred
 data, smallest exactly where ``r`` is large.
 
-Cost: ``N^2 D`` multiply-adds for the search (half that on the CPU while the ``[N, N]``
-matrix fits, :data:`SYMMETRIC_BYTES`), a selection per row, a sort per row only when
-ranks beyond :data:`EXACT_RANKS` are asked for, ``N D`` per exact rank. Memory: the ``[N, N]`` float32 matrix or one
-``[block, N]`` block at a time (:data:`BLOCK_BYTES`; a :class:`Workspace` keeps it for
-the next call), plus the graph itself (``N x k`` int64 indices, ``N x len(ranks)``
-float64 distances).
+Cost: ``N^2 D`` multiply-adds for the search (half that on the CPU while the triangle
+fits, :data:`SYMMETRIC_BYTES`), a selection per row, a sort per row only when ranks
+beyond :data:`EXACT_RANKS` are asked for, ``N D`` per exact rank. Memory: the packed
+float32 upper triangle (about ``2 N^2`` bytes) or one ``[block, N]`` block at a time
+(:data:`BLOCK_BYTES`; a :class:`Workspace` keeps it for the next call), plus the graph
+itself (``N x k`` int64 indices, ``N x len(ranks)`` float64 distances).
 
 >>> import torch
 >>> x = torch.tensor([[0.0], [1.0], [3.0], [7.0]])
@@ -64,9 +64,10 @@ __all__ = [
 EXACT_RANKS = 32
 #: bytes of float32 distances per block (per-row ranking scratch comes on top)
 BLOCK_BYTES = {"cpu": 128 * 2**20, "cuda": 1024 * 2**20}
-#: the CPU search keeps the whole ``[N, N]`` float32 matrix (and multiplies only its upper
-#: triangle) up to this size, beyond ``BLOCK_BYTES["cpu"]`` only in a quarter of the free
-#: memory: 400 MB for N = 10,000, 0.8 GB for the geometry paper's 14,000 prompts
+#: the CPU search keeps the packed upper triangle of the ``[N, N]`` float32 matrix (and
+#: multiplies only it) up to this size, beyond ``BLOCK_BYTES["cpu"]`` only in a quarter of
+#: the free memory: 0.2 GB for N = 10,000, 0.4 GB for the geometry paper's 14,000
+#: prompts, 2 GiB at N = 32,600
 SYMMETRIC_BYTES = 2 * 2**30
 
 
@@ -141,9 +142,16 @@ def unique_rows(x: Float[Tensor, "row d"]) -> Int[Tensor, " kept"]:
     return torch.from_numpy(np.setdiff1d(np.arange(n), dropped))
 
 
+def _triangle_size(n: int) -> int:
+    """Float32 entries of the packed upper triangle: row block ``s`` (:data:`TASK_ROWS`
+    rows) keeps columns ``s..N``."""
+    return sum(min(TASK_ROWS, n - s) * (n - s) for s in range(0, n, TASK_ROWS))
+
+
 def _symmetric(n: int) -> bool:
-    """Whether the CPU search holds the whole ``[n, n]`` matrix (see :data:`SYMMETRIC_BYTES`)."""
-    need = 4 * n * n
+    """Whether the CPU search holds the packed upper triangle of the ``[n, n]`` matrix
+    (see :data:`SYMMETRIC_BYTES`)."""
+    need = 4 * _triangle_size(n)
     if need > SYMMETRIC_BYTES:
         return False
     if need <= BLOCK_BYTES["cpu"]:
@@ -306,9 +314,9 @@ def _smallest(
     return values, cols
 
 
-#: rows per task of the CPU search; columns per tile of its transposed reads
+#: rows per task of the CPU search (and per block of its packed triangle, whose
+#: transposed reads go a block at a time: 2x one strided copy)
 TASK_ROWS = 256
-TILE = 256
 
 
 def _search_cpu(
@@ -324,10 +332,10 @@ def _search_cpu(
 
     Each task takes :data:`TASK_ROWS` rows: a one-thread BLAS product, then
     :func:`_smallest` and the exact distances of its rows; numpy and torch release the
-    GIL. When the whole ``[N, N]`` matrix fits (:data:`SYMMETRIC_BYTES`), tasks first
-    compute only its upper triangle (row block ``i`` times rows ``i..N``: half the
-    multiply-adds), then each builds its rows of ``h`` from the (now read-only)
-    triangle, transposing the part below the diagonal. One BLAS thread per task avoids
+    GIL. When the packed upper triangle fits (:data:`SYMMETRIC_BYTES`), tasks first
+    compute only it (row block ``i`` times rows ``i..N``, each block's own array: half
+    the multiply-adds), then each builds its rows of ``h`` from the (now read-only)
+    triangle, transposing the part below the diagonal from the earlier blocks. One BLAS thread per task avoids
     the busy-waiting of OpenBLAS's, torch's and our threads on the same cores (at two
     threads the pooled version ran its selection 2-5x slower than alone).
     """
@@ -337,7 +345,13 @@ def _search_cpu(
     symmetric = _symmetric(n)
     rows = TASK_ROWS if symmetric else max(1, min(TASK_ROWS, BLOCK_BYTES["cpu"] // (4 * n)))
     starts = list(range(0, n, rows))
-    full = workspace.take(n, n, x32.device).numpy() if symmetric else None
+    upper_rows: dict[int, np.ndarray] = {}  # s -> [rows, N - s]: row block s, columns s..N
+    if symmetric:
+        flat, at = workspace.take(1, _triangle_size(n), x32.device).numpy()[0], 0
+        for s in starts:
+            shape = (min(rows, n - s), n - s)
+            upper_rows[s] = flat[at : at + shape[0] * shape[1]].reshape(shape)
+            at += shape[0] * shape[1]
     local = threading.local()  # each thread's [rows, N] block of h
     values = np.empty((n, depth), dtype=np.float32)
     indices = np.empty((n, depth), dtype=np.int64)
@@ -347,19 +361,17 @@ def _search_cpu(
 
     def upper(s: int) -> None:
         e = min(n, s + rows)
-        assert full is not None
-        np.matmul(xs[s:e], xs[s:].T, out=full[s:e, s:])
+        np.matmul(xs[s:e], xs[s:].T, out=upper_rows[s])
 
     def rank(s: int) -> None:
         e = min(n, s + rows)
         if not hasattr(local, "block"):  # this thread's rows of h, and its partition's
             local.block, local.work = np.empty((2, rows, n), np.float32)
         h, work = local.block[: e - s], local.work[: e - s]
-        if full is not None:  # the upper triangle is read, never written, from here on
-            for c in range(0, s, TILE):  # transposed in column tiles: 2x one strided copy
-                d = min(s, c + TILE)
-                np.subtract(hsq[c:d], full[c:d, s:e].T, out=h[:, c:d])
-            np.subtract(hsq[s:], full[s:e, s:], out=h[:, s:])
+        if upper_rows:  # the triangle is read, never written, from here on
+            for c in range(0, s, rows):  # below the diagonal: earlier row blocks, transposed
+                np.subtract(hsq[c : c + rows], upper_rows[c][:, s - c : e - c].T, out=h[:, c : c + rows])  # fmt: skip
+            np.subtract(hsq[s:], upper_rows[s], out=h[:, s:])
         else:
             np.subtract(hsq, np.matmul(xs[s:e], xs.T, out=h), out=h)
         h[np.arange(e - s), np.arange(s, e)] = np.inf
