@@ -290,8 +290,8 @@ def _smallest(
         keep = ~wide[rows]
         flat, rows, counts = flat[keep], rows[keep], np.where(wide, 0, counts)
     narrow = np.flatnonzero(~wide)
-    width = int(counts.max()) if narrow.size else 0
     if narrow.size:  # the survivors of every row side by side, padded with +inf
+        width = int(counts.max())
         starts = np.cumsum(counts) - counts
         pos = np.arange(flat.size) - np.repeat(starts, counts)
         vals = np.full((r, width), np.inf, dtype=h.dtype)
@@ -335,9 +335,10 @@ def _search_cpu(
     GIL. When the packed upper triangle fits (:data:`SYMMETRIC_BYTES`), tasks first
     compute only it (row block ``i`` times rows ``i..N``, each block's own array: half
     the multiply-adds), then each builds its rows of ``h`` from the (now read-only)
-    triangle, transposing the part below the diagonal from the earlier blocks. One BLAS thread per task avoids
-    the busy-waiting of OpenBLAS's, torch's and our threads on the same cores (at two
-    threads the pooled version ran its selection 2-5x slower than alone).
+    triangle, transposing the part below the diagonal from the earlier blocks. One BLAS
+    thread per task avoids the busy-waiting of OpenBLAS's, torch's and our threads on
+    the same cores (at two threads the pooled version ran its selection 2-5x slower than
+    alone).
     """
     n = x32.shape[0]
     xs, hsq = x32.numpy(), half_sq.numpy()

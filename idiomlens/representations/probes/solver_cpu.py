@@ -142,8 +142,9 @@ def _solve(x, weight, onehot, active, penalty, chol, c, cfg) -> dict:
     state: dict = {}
     # the factor in the solver's float64 (for unpack) and in the data's dtype (gradients)
     factors = {}
-    for f in () if chol is None else (chol.astype(np.float64, order="F"), chol):
-        factors.setdefault(f.dtype, (f, scipy.linalg.blas.get_blas_funcs("trsv", (f,))))
+    if chol is not None:
+        for f in (chol.astype(np.float64, order="F"), chol):
+            factors.setdefault(f.dtype, (f, scipy.linalg.blas.get_blas_funcs("trsv", (f,))))
 
     def solve(rhs: np.ndarray, trans: int) -> np.ndarray:
         """``chol^-1 rhs`` (``trans=0``) or ``chol^-T rhs`` (1), in ``rhs``'s dtype; one
