@@ -55,6 +55,8 @@ def test_separate_calls_search_each_layer_once_and_equal_fresh_searches(monkeypa
     # fewer rows at layer 3 (two new searches there), the same rows at layer 0 (one,
     # for the second space)
     assert counts == [2, 2, 2, 2, 4, 7]
+    # the second space's lists are only read k = 30 deep: searched no deeper
+    assert {g.k for g in graphs._STORES[other].values()} == {30}
     monkeypatch.setattr(graphs, "GRAPH_CACHE_BYTES", 0)
     fresh = [call() for call in _calls(*_reps())]
     for a, b in zip(got, fresh, strict=True):

@@ -113,6 +113,15 @@ def test_cpu_row_selection_equals_a_stable_sort(levels, cols):
         assert np.array_equal(values, np.take_along_axis(h, want, 1))
 
 
+@pytest.mark.parametrize("shape", [(0, 5), (1, 1), (3, 7), (61, 4001), (256, 5000)])
+@pytest.mark.parametrize("density", [0.0, 0.02, 0.5, 1.0])
+def test_packed_bit_positions_equal_flatnonzero(shape, density):
+    from idiomlens.representations.geometry.knn import _flat_true
+
+    mask = np.random.default_rng(shape[0]).random(shape) < density
+    assert np.array_equal(_flat_true(mask), np.flatnonzero(mask))
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
 def test_exact_distances_equal_float64_differences_in_numpy_and_torch(dtype):
     from idiomlens.representations.geometry.knn import _exact_torch, exact_distances

@@ -3,8 +3,8 @@
 ``geometry()`` builds one graph per layer for all its metrics; this cache does the same
 across calls: ``intrinsic_dimension(reps)``, then ``density_clusters(reps)``, then
 ``label_overlap(reps)`` search each layer once. A search keeps at least
-:data:`MIN_DEPTH` neighbours (it costs nearly the same as a shallow one: the product
-and the per-row selection dominate), so a later call asking for more neighbours or for
+:data:`MIN_DEPTH` neighbours (it costs little more than a shallow one: the product
+dominates), so a later call asking for more neighbours or for
 exact distances at other ranks up to :data:`~.knn.EXACT_RANKS` is served from the held
 graph (the new ranks computed from its indices, ``N D`` each); only ranks beyond those
 (GRIDE's large scales) or more neighbours than held need a new search, which then
@@ -99,9 +99,11 @@ def graph_for(
     ranks: Iterable[int],
     device: str | torch.device | None = None,
     workspace: Workspace | None = None,
+    min_depth: int = MIN_DEPTH,
 ) -> KNNGraph:
     """The graph of ``x`` (``reps``'s ``layer`` restricted to the rows ``keep``) with at
-    least ``k`` neighbours and distances at ``ranks``: held, widened, or searched."""
+    least ``k`` neighbours and distances at ``ranks``: held, widened, or searched (at
+    least ``min_depth`` deep)."""
     ranks = {int(r) for r in ranks}
     if GRAPH_CACHE_BYTES <= 0:
         return knn_graph(x, k=k, ranks=ranks, device=device, workspace=workspace)
@@ -115,7 +117,7 @@ def graph_for(
         if all(r <= min(held.k, EXACT_RANKS) for r in extra):
             graph = _with_ranks(held, x.to(held.indices.device), extra) if extra else held
     if graph is None:
-        depth = max(k, min(MIN_DEPTH, x.shape[0] - 1), held.k if held is not None else 0)
+        depth = max(k, min(min_depth, x.shape[0] - 1), held.k if held is not None else 0)
         wanted = ranks | set(held.ranks if held is not None else ())
         graph = knn_graph(x, k=depth, ranks=wanted, device=device, workspace=workspace)
     with _LOCK:
