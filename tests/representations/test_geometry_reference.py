@@ -220,6 +220,23 @@ def test_gride_maximises_the_likelihood_at_every_scale(cloud):
     assert (errs > 0).all()
 
 
+def test_gride_newton_answer_equals_dadapys_bisection_exactly():
+    """The root found by Newton steps, with the halvings replayed, is the bisection's own
+    answer, bit for bit: Pareto ratios of many sizes and dimensions, some all near 1."""
+    from idiomlens.representations.geometry import intrinsic
+
+    rng = np.random.default_rng(0)
+    n1 = torch.tensor([1.0, 2.0, 4.0, 8.0], dtype=torch.float64)
+    for trial in range(60):
+        n, dim = int(rng.integers(5, 3000)), float(rng.uniform(0.5, 60))
+        mu = torch.tensor(rng.pareto(dim, size=(n, 4)) + 1.0)
+        if trial % 7 == 0:  # a third of the points duplicated at both ranks
+            mu[: n // 3] = 1.0 + 10 * np.finfo(float).eps
+        keep, log_mu = intrinsic._filter_mask(mu).double(), torch.log(mu)
+        want = intrinsic._bisect(log_mu, keep, n1, 2 * n1)
+        assert torch.equal(intrinsic._bisection_answer(log_mu, keep, n1, 2 * n1), want), trial
+
+
 def naive_adp(
     nbr: np.ndarray, log_den: np.ndarray, err: np.ndarray, k: int, z: float
 ) -> np.ndarray:
