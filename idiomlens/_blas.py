@@ -1,13 +1,14 @@
-"""The large CPU products of the probes and the kNN search, through numpy's BLAS.
+"""The large CPU products of the probes and the kNN search: numpy's BLAS, or MKL on Intel.
 
 PyTorch's CPU wheels call MKL; numpy's wheels ship OpenBLAS. On AMD CPUs MKL takes a
-slower path for these shapes: on the AMD EPYC this project is developed on (one thread),
-the Gram product ``x^T x`` of a ``[3000, 512]`` float32 matrix takes 17 ms in torch and
-9 ms in numpy, and a ``[1000, 512] x [512, 5000]`` distance block 100 ms and 56 ms. So
-:func:`batched_gram` and the CPU kNN search
-(:func:`idiomlens.representations.geometry.knn.knn_graph`) use numpy on the CPU (on an
-Intel CPU MKL may be somewhat faster; timing both at run time proved too noisy to choose
-by), and torch on every other device.
+slower path for these shapes: on an AMD EPYC (one thread), the Gram product ``x^T x`` of
+a ``[3000, 512]`` float32 matrix takes 17 ms in torch and 9 ms in numpy, and a
+``[1000, 512] x [512, 5000]`` distance block 100 ms and 56 ms. On an Intel Xeon (Sapphire
+Rapids) MKL is the faster: the kNN search's packed triangle of 5,000 x 512 points takes
+91 against 103 ms at one thread, 47-50 against 55 ms on two. So :func:`matmul_into`
+(the kNN search's blocks) uses torch where the CPU says ``GenuineIntel`` (timing both at
+run time proved too noisy to choose by) and numpy elsewhere; :func:`batched_gram` uses
+numpy on the CPU, and both use torch on every other device.
 
 Threads: :func:`blas_threads` limits numpy's BLAS for a call. OpenBLAS's worker threads
 and torch's OpenMP threads both busy-wait after each piece of work; with both pools at
@@ -31,7 +32,7 @@ import torch
 from jaxtyping import Float
 from torch import Tensor
 
-__all__ = ["batched_gram", "blas_threads", "map_on_threads"]
+__all__ = ["batched_gram", "blas_threads", "map_on_threads", "matmul_into"]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -46,6 +47,29 @@ def blas_threads(n: int = 1) -> Any:
 
         _STATE["controller"] = ThreadpoolController()
     return _STATE["controller"].limit(limits=n, user_api="blas")
+
+
+def _intel() -> bool:
+    """Whether the CPU is Intel's (read once from ``/proc/cpuinfo``; ``False`` where
+    there is none)."""
+    if "intel" not in _STATE:
+        try:
+            with open("/proc/cpuinfo", encoding="ascii", errors="replace") as f:
+                head = f.read(4096)
+        except OSError:
+            head = ""
+        _STATE["intel"] = "GenuineIntel" in head and torch.backends.mkl.is_available()
+    return bool(_STATE["intel"])
+
+
+def matmul_into(a: np.ndarray, b: np.ndarray, out: np.ndarray) -> None:
+    """``out = a @ b`` for float32 CPU arrays (views welcome): MKL through torch on Intel
+    CPUs, numpy's BLAS elsewhere (see the module's docstring). Threads: the calling
+    thread's (one, under :func:`map_on_threads` and :func:`blas_threads`)."""
+    if _intel():
+        torch.mm(torch.from_numpy(a), torch.from_numpy(b), out=torch.from_numpy(out))
+    else:
+        np.matmul(a, b, out=out)
 
 
 def batched_gram(x: Float[Tensor, "batch row col"]) -> Float[Tensor, "batch col col"]:
@@ -79,7 +103,9 @@ def map_on_threads(fn: Callable[[T], R], items: Sequence[T], workers: int) -> li
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        with blas_threads(1), ThreadPoolExecutor(min(workers, len(items))) as pool:
+        # each worker's own OpenMP setting (a new thread's is the machine's default)
+        pool = ThreadPoolExecutor(min(workers, len(items)), initializer=torch.set_num_threads, initargs=(1,))  # fmt: skip
+        with blas_threads(1), pool:
             return list(pool.map(fn, items))
     finally:
         torch.set_num_threads(threads)

@@ -99,12 +99,13 @@ def test_bad_input(model, edge_aligned):
 @pytest.mark.parametrize("kind", ["idiom", "literal"])
 def test_memory_bounds_do_not_change_results(model, edge_aligned, kind):
     """A tiny token budget (one example per batch) and a tiny pattern budget (one head at
-    a time) give the same features as one big batch."""
+    a time) give the same features as one big batch, up to float32 rounding (on Intel
+    CPUs MKL sums products of other shapes in another order: 3e-7 apart)."""
     big = score_heads(model, edge_aligned, kind=kind, batch_size=100, progress=False)
     small = score_heads(model, edge_aligned, kind=kind, batch_tokens=1, progress=False)
     chunked = score_heads(model, edge_aligned, kind=kind, max_pattern_cells=1, progress=False)
     torch.testing.assert_close(small.features, big.features, atol=1e-5, rtol=0)
-    torch.testing.assert_close(chunked.features, big.features, atol=0, rtol=0)
+    torch.testing.assert_close(chunked.features, big.features, atol=2e-6, rtol=0)
 
 
 def test_both_kinds_from_one_forward_equal_separate_runs(rotary_model):

@@ -6,10 +6,11 @@ never among them. The search is a float32 matmul (``|x|^2 + |y|^2 - 2 x.y`` on
 mean-centred data, so the cancellation error is relative to the spread of the data, not
 to its offset from the origin) followed by a per-row selection:
 
-- on the CPU (:func:`_search_cpu`), numpy's BLAS (see :mod:`idiomlens._blas`) and a
-  per-row selection under a bound from group minima (:func:`_smallest`) on
-  ``torch.get_num_threads()`` Python threads; when the upper triangle of the ``[N, N]``
-  matrix fits (:data:`SYMMETRIC_BYTES`) only it is multiplied, and held packed;
+- on the CPU (:func:`_search_cpu`), numpy's BLAS or, on Intel, MKL (see
+  :func:`idiomlens._blas.matmul_into`) and a per-row selection under a bound from group
+  minima (:func:`_smallest`) on ``torch.get_num_threads()`` Python threads; when the
+  upper triangle of the ``[N, N]`` matrix fits (:data:`SYMMETRIC_BYTES`) only it is
+  multiplied, and held packed;
 - elsewhere (:func:`_search_torch`, the GPU), blocks of rows and one ``topk`` each.
 
 The distances at the ranks asked for, up to :data:`EXACT_RANKS`, are recomputed exactly
@@ -48,7 +49,7 @@ import torch
 from jaxtyping import Float, Int
 from torch import Tensor
 
-from ..._blas import blas_threads, map_on_threads
+from ..._blas import blas_threads, map_on_threads, matmul_into
 
 __all__ = [
     "KNNGraph",
@@ -370,7 +371,7 @@ def _search_cpu(
 
     def upper(s: int) -> None:
         e = min(n, s + rows)
-        np.matmul(xs[s:e], xs[s:].T, out=upper_rows[s])
+        matmul_into(xs[s:e], xs[s:].T, upper_rows[s])
 
     def rank(s: int) -> None:
         e = min(n, s + rows)
@@ -382,7 +383,8 @@ def _search_cpu(
                 np.subtract(hsq[c : c + rows], upper_rows[c][:, s - c : e - c].T, out=h[:, c : c + rows])  # fmt: skip
             np.subtract(hsq[s:], upper_rows[s], out=h[:, s:])
         else:
-            np.subtract(hsq, np.matmul(xs[s:e], xs.T, out=h), out=h)
+            matmul_into(xs[s:e], xs.T, h)
+            np.subtract(hsq, h, out=h)
         h[np.arange(e - s), np.arange(s, e)] = np.inf
         values[s:e], indices[s:e] = _smallest(h, depth, work)
         if far:  # numpy's SIMD sort is several times torch's on the CPU
