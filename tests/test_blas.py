@@ -27,8 +27,8 @@ def test_the_cpu_vendor_check_reads_cpuinfo_once(monkeypatch):
 
 
 def test_pooled_workers_set_torch_to_one_thread_each(monkeypatch):
-    """A worker thread does not inherit the caller's MKL / OpenMP setting (a torch
-    product in it ran 10-15% slower on two workers): each sets its own, to one."""
+    """A worker thread does not inherit the caller's setting (a torch product in it ran
+    10-15% slower on two workers): each sets its own, to one."""
     import threading
 
     calls = []
