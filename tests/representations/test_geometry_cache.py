@@ -129,3 +129,44 @@ def test_calls_from_several_threads_share_one_object_safely(monkeypatch):
         assert torch.equal(graph.indices, serial[layer].indices)
         torch.testing.assert_close(graph.rank_distances, serial[layer].rank_distances)
     assert graphs.held_bytes(reps) <= graphs.GRAPH_CACHE_BYTES
+
+
+def test_successive_calls_reuse_one_spare_search_block(monkeypatch):
+    from idiomlens.representations.geometry import knn
+
+    graphs.clear()  # no graph held, no spare block
+    assert knn._SPARE == []
+    reps, _ = _reps(seed=4)
+    blocks = []
+    real = knn.Workspace.take
+
+    def take(self, rows, cols, device):
+        out = real(self, rows, cols, device)
+        blocks.append((id(self), out.data_ptr()))
+        return out
+
+    monkeypatch.setattr(knn.Workspace, "take", take)
+    first = intrinsic_dimension(reps, **Q)["id"]
+    graphs.clear(reps)  # graphs dropped: the next call searches again, in the kept block
+    assert len(knn._SPARE) == 1 and knn._SPARE[0].nbytes > 0
+    again = intrinsic_dimension(reps, **Q)["id"]
+    assert len(blocks) == 4 and len(set(blocks)) == 1  # 2 layers x 2 calls, one block
+    assert first.tolist() == again.tolist()
+    graphs.clear()
+    assert knn._SPARE == []
+    # a block larger than SPARE_WORKSPACE_BYTES is not kept
+    monkeypatch.setattr(knn, "SPARE_WORKSPACE_BYTES", 0)
+    intrinsic_dimension(reps, **Q)
+    assert knn._SPARE == []
+
+
+def test_a_run_while_another_holds_the_spare_block_gets_its_own():
+    from idiomlens.representations.geometry import knn
+
+    graphs.clear()
+    with knn.spare_workspace() as outer, knn.spare_workspace() as inner:
+        assert outer is not inner
+        outer.take(2, 3, torch.device("cpu"))
+        inner.take(4, 3, torch.device("cpu"))
+    assert len(knn._SPARE) == 1  # one kept, the other freed
+    graphs.clear()

@@ -37,7 +37,14 @@ import torch
 from torch import Tensor
 
 from ..result import Representations
-from .knn import EXACT_RANKS, KNNGraph, Workspace, exact_distances, knn_graph
+from .knn import (
+    EXACT_RANKS,
+    KNNGraph,
+    Workspace,
+    drop_spare_workspace,
+    exact_distances,
+    knn_graph,
+)
 
 __all__ = ["GRAPH_CACHE_BYTES", "MIN_DEPTH", "graph_for", "held_bytes", "clear"]
 
@@ -66,10 +73,12 @@ def held_bytes(reps: Representations) -> int:
 
 
 def clear(reps: Representations | None = None) -> None:
-    """Drop the graphs held for ``reps`` (default: for every object)."""
+    """Drop the graphs held for ``reps`` (default: for every object, and the search's
+    spare scratch block, :func:`~.knn.spare_workspace`)."""
     with _LOCK:
         if reps is None:
             _STORES.clear()
+            drop_spare_workspace()
         else:
             _STORES.pop(reps, None)
 

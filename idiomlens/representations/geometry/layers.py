@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from ..result import Representations
 from .graphs import graph_for
-from .knn import KNNGraph, Workspace, resolve_device, unique_rows
+from .knn import KNNGraph, resolve_device, spare_workspace, unique_rows
 
 __all__ = ["LayerPoints", "resolve_labels", "resolve_layers", "iter_layers", "check_same_rows"]
 
@@ -143,27 +143,27 @@ def iter_layers(
     ``plan(keep) -> (k, ranks, k_other)`` sizes the graph of ``reps`` and that of ``other``.
     """
     dev = resolve_device(device)
-    scratch = Workspace()  # one search block for every layer (no fresh page faults)
-    for layer in tqdm(layers, desc=desc, unit="layer", disable=not progress):
-        x = _vectors(reps, layer, dev)
-        keep = unique_rows(x)
-        y = None
-        if other is not None:
-            y = _vectors(other, layer, dev)
-            keep_y = unique_rows(y)
-            keep = keep[torch.isin(keep, keep_y)]
-        n, n_rows = int(keep.numel()), int(x.shape[0])
-        if n < MIN_POINTS:
-            raise ValueError(
-                f"layer {layer}: only {n} distinct points after dropping "
-                f"{n_rows - n} duplicate rows; geometry needs at least {MIN_POINTS}"
-            )
-        k, ranks, k_other = plan(keep.cpu())
-        if n < n_rows:  # no copy when nothing was dropped
-            x, y = x[keep], (y[keep] if y is not None else None)
-        graph = graph_for(reps, layer, keep, x, k=k, ranks=ranks, device=dev, workspace=scratch)
-        graph_y = None
-        if other is not None and y is not None:
-            # only its k_other lists are read: searched no deeper (selection 23, not 40 ms)
-            graph_y = graph_for(other, layer, keep, y, k=k_other, ranks=(), device=dev, workspace=scratch, min_depth=k_other)  # fmt: skip
-        yield LayerPoints(layer, keep.cpu(), n_rows - n, graph, graph_y)
+    with spare_workspace() as scratch:  # one search block for every layer and call
+        for layer in tqdm(layers, desc=desc, unit="layer", disable=not progress):
+            x = _vectors(reps, layer, dev)
+            keep = unique_rows(x)
+            y = None
+            if other is not None:
+                y = _vectors(other, layer, dev)
+                keep_y = unique_rows(y)
+                keep = keep[torch.isin(keep, keep_y)]
+            n, n_rows = int(keep.numel()), int(x.shape[0])
+            if n < MIN_POINTS:
+                raise ValueError(
+                    f"layer {layer}: only {n} distinct points after dropping "
+                    f"{n_rows - n} duplicate rows; geometry needs at least {MIN_POINTS}"
+                )
+            k, ranks, k_other = plan(keep.cpu())
+            if n < n_rows:  # no copy when nothing was dropped
+                x, y = x[keep], (y[keep] if y is not None else None)
+            graph = graph_for(reps, layer, keep, x, k=k, ranks=ranks, device=dev, workspace=scratch)
+            graph_y = None
+            if other is not None and y is not None:
+                # only its k_other lists are read: searched no deeper (selection 23, not 40 ms)
+                graph_y = graph_for(other, layer, keep, y, k=k_other, ranks=(), device=dev, workspace=scratch, min_depth=k_other)  # fmt: skip
+            yield LayerPoints(layer, keep.cpu(), n_rows - n, graph, graph_y)
