@@ -238,31 +238,43 @@ def test_gride_newton_answer_equals_dadapys_bisection_exactly():
 
 
 def naive_adp(
-    nbr: np.ndarray, log_den: np.ndarray, err: np.ndarray, k: int, z: float
+    nbr: np.ndarray,
+    log_den: np.ndarray,
+    err: np.ndarray,
+    k: int,
+    z: float,
+    fallbacks: list[int] | None = None,
 ) -> np.ndarray:
-    """DADApy's ADP (Cython ``_compute_clustering``, halo=False) written as plain loops."""
+    """DADApy's ADP (Cython ``_compute_clustering``, halo=False) written as plain loops;
+    the points placed by the fallback are appended to ``fallbacks``."""
+    fallbacks = [] if fallbacks is None else fallbacks
     n, maxk = nbr.shape
     full = np.concatenate([np.arange(n)[:, None], nbr], 1)
     rho = log_den - np.min(log_den - z * err) + 1
     g = rho - err
     centres = [i for i in range(n) if not any(g[i] < g[full[i, j]] for j in range(1, k + 1))]
-    removed = {
-        c
-        for c in centres
-        for i in range(n)
-        for j in range(1, k + 1)
-        if full[i, j] == c and g[i] > g[c]
-    }
-    kept = [c for c in centres if c not in removed]
+    remover: dict[int, int] = {}  # removed centre -> its highest-g remover (ties: the last)
+    for c in centres:
+        for i in range(n):
+            for j in range(1, k + 1):
+                if full[i, j] == c and g[i] > g[c] and (c not in remover or g[i] >= g[remover[c]]):
+                    remover[c] = i
+    kept = [c for c in centres if c not in remover]
     cl = -np.ones(n, dtype=int)
     for idx, c in enumerate(kept):
         cl[c] = idx
-    for ele in np.argsort(-g, kind="stable"):
+    order = list(np.argsort(-g, kind="stable"))
+    for ele in order:
         nn = 0
         while cl[ele] == -1 and nn < maxk:
             nn += 1
             cl[ele] = cl[full[ele, nn]]
-        assert cl[ele] != -1, "the reference does not implement the rare fallback"
+        if cl[ele] == -1:  # the fallback: through the removers of centres around it
+            fallbacks.append(int(ele))
+            cands = [remover[j] for j in full[ele] if j in remover]
+            cands = [i for i in cands if order.index(i) < order.index(ele)]
+            best = max(cands or kept, key=lambda i: g[i])  # the first of equal maxima
+            cl[ele] = cl[best]
     m = len(kept)
     bord, bord_err, point = np.zeros((m, m)), np.zeros((m, m)), -np.ones((m, m), dtype=int)
     for c in range(m):
@@ -327,6 +339,23 @@ def test_adp_equals_the_loop_reference(seed, z):
     got = adp_clusters(torch.tensor(nbr), log_den, err, k=16, Z=z)
     want = naive_adp(nbr, log_den.numpy(), err.numpy(), 16, z)
     assert got.max() > 0  # several clusters: the merging ran
+    assert got.tolist() == want.tolist()
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_adp_fallback_equals_the_loop_reference(seed):
+    """Densities unrelated to the distances (a density of another k, say) leave points
+    with neither a centre nor a denser point among their neighbours: the fallback."""
+    rng = np.random.default_rng(seed)
+    x = _data(seed, 200, 3, blobs=5, spread=3.0)
+    nbr, _ = naive_neighbours(x)
+    nbr = nbr[:, :4]
+    log_den = torch.tensor(rng.normal(size=200) * 2.0)
+    err = torch.full_like(log_den, 0.3)
+    got = adp_clusters(torch.tensor(nbr), log_den, err, k=3, Z=1.0)
+    fallbacks: list[int] = []
+    want = naive_adp(nbr, log_den.numpy(), err.numpy(), 3, 1.0, fallbacks)
+    assert len(fallbacks) > 0  # the fallback ran
     assert got.tolist() == want.tolist()
 
 
@@ -398,8 +427,8 @@ def test_shared_neighbours_and_first_true_equal_python_loops():
     got = neighbour_overlap_points(a, b, k=10)
     want = [len(set(a[i, :10].tolist()) & set(b[i, :10].tolist())) / 10 for i in range(40)]
     assert got.tolist() == want
-    mask = torch.tensor(rng.random((50, 9)) < 0.15)
+    mask = rng.random((50, 9)) < 0.15
     has, first = _first_true(mask)
     for row, h, f in zip(mask.tolist(), has.tolist(), first.tolist(), strict=True):
         assert h == any(row) and f == (row.index(True) if any(row) else 0)
-    assert first.dtype == torch.long
+    assert first.dtype == np.int64

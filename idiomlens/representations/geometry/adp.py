@@ -22,6 +22,11 @@ Cython ``_compute_clustering``, ``halo=False``) step by step, in the same order:
 Points that step 3 cannot place (no centre or earlier point among their ``maxk``
 neighbours — rare) follow DADApy's fallback: the highest-``g`` point that removed one
 of the centres in their neighbourhood; failing that, the highest-``g`` centre.
+
+The steps run in numpy on the CPU whatever the graph's device (the arrays are ``N x
+maxk`` at most): gathers such as ``rank[nbr]`` on a ``[5000, 100]`` graph took 0.3-0.5
+ms in numpy against 1.5-1.9 ms in torch, and the whole clustering 7-8 against 18-20 ms
+(AMD EPYC, one thread).
 """
 
 from __future__ import annotations
@@ -52,104 +57,105 @@ def knn_log_density(
     return log_den, torch.full_like(log_den, 1.0 / math.sqrt(k))
 
 
-def _first_true(mask: Tensor) -> tuple[Tensor, Tensor]:
-    """Per row: whether any entry is true, and the column of the first true one (numpy on
-    the CPU: 0.2 ms for ``[5000, 100]``, torch's ``any`` + ``argmax`` 1.1 ms)."""
-    if mask.device.type == "cpu":
-        a = mask.numpy()
-        return torch.from_numpy(a.any(1)), torch.from_numpy(a.argmax(1).astype(np.int64))
-    return mask.any(1), mask.to(torch.uint8).argmax(1)
+def _first_true(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per row: whether any entry is true, and the column of the first true one (0 if
+    none)."""
+    return mask.any(1), mask.argmax(1)
 
 
-def _centres(g: Tensor, nbr: Tensor, k: int) -> tuple[Tensor, Tensor]:
+def _centres(g: np.ndarray, nbr: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """Kept centres (ascending) and, per point, the highest-g point that removed it (-1)."""
     n = g.shape[0]
     near = nbr[:, :k]
-    is_centre = ~(g[:, None] < g[near]).any(1)
-    hits = is_centre[near] & (g[:, None] > g[near])  # [point, k]: point outranks centre
-    src = torch.arange(n, device=g.device)[:, None].expand_as(near)[hits]
+    g_near = g[near]
+    is_centre = ~(g[:, None] < g_near).any(1)
+    hits = is_centre[near] & (g[:, None] > g_near)  # [point, k]: point outranks centre
+    src = np.nonzero(hits)[0]  # row-major: by point, then by neighbour rank
     dst = near[hits]
-    best = torch.full((n,), -math.inf, dtype=g.dtype, device=g.device)
-    best.scatter_reduce_(0, dst, g[src], reduce="amax")
-    remover = torch.full((n,), -1, dtype=torch.long, device=g.device)
+    best = np.full(n, -math.inf)
+    np.maximum.at(best, dst, g[src])
+    remover = np.full(n, -1, dtype=np.int64)
     top = g[src] == best[dst]
-    remover.scatter_(0, dst[top], src[top])
-    removed = torch.zeros(n, dtype=torch.bool, device=g.device)
+    remover[dst[top]] = src[top]  # equal g: the last in that order
+    removed = np.zeros(n, dtype=bool)
     removed[dst] = True
-    return torch.nonzero(is_centre & ~removed).flatten(), remover
+    return np.flatnonzero(is_centre & ~removed), remover
 
 
-def _assign(g: Tensor, nbr: Tensor, centres: Tensor, remover: Tensor) -> Tensor:
+def _assign(g: np.ndarray, nbr: np.ndarray, centres: np.ndarray, remover: np.ndarray) -> np.ndarray:
     """Preliminary cluster of every point (step 3), as an index into ``centres``."""
-    n, dev = g.shape[0], g.device
-    order = torch.argsort(-g, stable=True)
-    rank = torch.empty(n, dtype=torch.long, device=dev)
-    rank[order] = torch.arange(n, device=dev)
-    is_centre = torch.zeros(n, dtype=torch.bool, device=dev)
+    n = g.shape[0]
+    order = np.argsort(-g, kind="stable")
+    rank = np.empty(n, dtype=np.int64)
+    rank[order] = np.arange(n)
+    is_centre = np.zeros(n, dtype=bool)
     is_centre[centres] = True
     ok = is_centre[nbr] | (rank[nbr] < rank[:, None])  # [point, maxk]
     found, first = _first_true(ok)
-    parent = nbr.gather(1, first[:, None]).squeeze(1)
-    lost = torch.nonzero(~found & ~is_centre).flatten()
-    for p in lost.tolist():  # rare: DADApy's fallback through removed centres
-        cand = remover[torch.cat([nbr.new_tensor([p]), nbr[p]])]
-        cand = cand[(cand >= 0) & (rank[cand.clamp(min=0)] < rank[p])]
-        if cand.numel() == 0:
+    parent = nbr[np.arange(n), first]
+    for p in np.flatnonzero(~found & ~is_centre).tolist():  # rare: DADApy's fallback
+        cand = remover[np.concatenate([[p], nbr[p]])]  # through removed centres
+        cand = cand[(cand >= 0) & (rank[np.maximum(cand, 0)] < rank[p])]
+        if cand.size == 0:
             cand = centres
-        parent[p] = cand[g[cand].argmax()]
+        parent[p] = cand[np.argmax(g[cand])]
     parent[centres] = centres
     for _ in range(max(1, n.bit_length() + 1)):  # pointer jumping to the roots
         nxt = parent[parent]
-        if torch.equal(nxt, parent):
+        if np.array_equal(nxt, parent):
             break
         parent = nxt
-    label = torch.full((n,), -1, dtype=torch.long, device=dev)
-    label[centres] = torch.arange(centres.numel(), device=dev)
+    label = np.full(n, -1, dtype=np.int64)
+    label[centres] = np.arange(centres.size)
     return label[parent]
 
 
 def _saddles(
-    g: Tensor, rho_c: Tensor, err: Tensor, nbr: Tensor, k: int, label: Tensor, centres: Tensor
-) -> tuple[Tensor, Tensor]:
+    g: np.ndarray,
+    rho_c: np.ndarray,
+    err: np.ndarray,
+    nbr: np.ndarray,
+    k: int,
+    label: np.ndarray,
+    centres: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
     """Saddle density and error matrices ``[cluster, cluster]`` (step 4)."""
-    n, m, dev = g.shape[0], centres.numel(), g.device
-    not_centre = torch.ones(n, dtype=torch.bool, device=dev)
+    n, m = g.shape[0], centres.size
+    not_centre = np.ones(n, dtype=bool)
     not_centre[centres] = False
-    other = label[nbr[:, :k]] != label[:, None]
-    has, first = _first_true(other)
-    p1 = torch.nonzero(has & not_centre).flatten()
+    has, first = _first_true(label[nbr[:, :k]] != label[:, None])
+    p1 = np.flatnonzero(has & not_centre)
     p2 = nbr[p1, first[p1]]
     c, cp = label[p1], label[p2]
-    same = label[nbr[p2]] == c[:, None]  # [border, maxk]
-    hit, pos = _first_true(same)
+    hit, pos = _first_true(label[nbr[p2]] == c[:, None])  # [border, maxk]
     valid = ~hit | (nbr[p2, pos] == p1)
     p1, c, cp = p1[valid], c[valid], cp[valid]
-    key = torch.minimum(c, cp) * m + torch.maximum(c, cp)
-    best = torch.full((m * m,), -math.inf, dtype=g.dtype, device=dev)
-    best.scatter_reduce_(0, key, g[p1], reduce="amax")
+    key = np.minimum(c, cp) * m + np.maximum(c, cp)
+    best = np.full(m * m, -math.inf)
+    np.maximum.at(best, key, g[p1])
     top = g[p1] == best[key]  # ties: the first in DADApy's loop order (cluster, index)
-    order = torch.full((m * m,), n * m, dtype=torch.long, device=dev)
-    order.scatter_reduce_(0, key[top], (c * n + p1)[top], reduce="amin")
-    pairs = torch.nonzero(order < n * m).flatten()
+    order = np.full(m * m, n * m, dtype=np.int64)
+    np.minimum.at(order, key[top], (c * n + p1)[top])
+    pairs = np.flatnonzero(order < n * m)
     point = order[pairs] % n
-    bord = torch.zeros(m * m, dtype=torch.float64, device=dev)
-    bord_err = torch.zeros(m * m, dtype=torch.float64, device=dev)
+    bord, bord_err = np.zeros(m * m), np.zeros(m * m)
     bord[pairs], bord_err[pairs] = rho_c[point], err[point]
-    bord, bord_err = bord.view(m, m), bord_err.view(m, m)
-    bord = torch.maximum(bord, bord.T) if m else bord  # symmetrise (one triangle is set)
-    bord_err = torch.maximum(bord_err, bord_err.T) if m else bord_err
-    bord.fill_diagonal_(-1.0)
-    bord_err.fill_diagonal_(0.0)
+    bord, bord_err = bord.reshape(m, m), bord_err.reshape(m, m)
+    bord = np.maximum(bord, bord.T)  # symmetrise (one triangle is set)
+    bord_err = np.maximum(bord_err, bord_err.T)
+    np.fill_diagonal(bord, -1.0)
+    np.fill_diagonal(bord_err, 0.0)
     return bord, bord_err
 
 
 def _merge(
-    rho_centre: Tensor, err_centre: Tensor, bord: Tensor, bord_err: Tensor, z: float
-) -> Tensor:
-    """Step 5 on ``[cluster]`` / ``[cluster, cluster]`` float64 CPU tensors -> owner map."""
-    m = rho_centre.numel()
-    owner = torch.arange(m)
-    upper = torch.triu(torch.ones(m, m, dtype=torch.bool), diagonal=1)
+    rho_centre: np.ndarray, err_centre: np.ndarray, bord: np.ndarray, bord_err: np.ndarray, z: float
+) -> np.ndarray:
+    """Step 5 on ``[cluster]`` / ``[cluster, cluster]`` float64 arrays (``bord`` and
+    ``bord_err`` are overwritten) -> owner map."""
+    m = rho_centre.size
+    owner = np.arange(m)
+    upper = np.triu(np.ones((m, m), dtype=bool), k=1)
     while m > 1:
         weak = (rho_centre[:, None] - bord < z * (err_centre[:, None] + bord_err)) | (
             rho_centre[None, :] - bord < z * (err_centre[None, :] + bord_err)
@@ -157,16 +163,15 @@ def _merge(
         weak &= upper
         if not weak.any():
             break
-        flat = torch.where(weak, bord, torch.tensor(-math.inf, dtype=bord.dtype)).flatten()
-        i, j = divmod(int(flat.argmax()), m)  # highest saddle, first in (i, j) order
-        s, se = bord[i, j], bord_err[i, j]
+        i, j = divmod(int(np.where(weak, bord, -math.inf).argmax()), m)  # highest saddle,
+        s, se = bord[i, j], bord_err[i, j]  # the first in (i, j) order
         c1 = (rho_centre[i] - s) / (err_centre[i] + se)
         c2 = (rho_centre[j] - s) / (err_centre[j] + se)
         keep, drop = (j, i) if c1 < c2 else (i, j)
         owner[owner == drop] = keep
         bord[keep, drop] = bord[drop, keep] = -1.0
         bord_err[keep, drop] = bord_err[drop, keep] = 0.0
-        rest = torch.ones(m, dtype=torch.bool)
+        rest = np.ones(m, dtype=bool)
         rest[[keep, drop]] = False
         up = rest & (bord[keep] < bord[drop])
         bord[keep, up] = bord[drop, up]
@@ -201,15 +206,16 @@ def adp_clusters(
     >>> labels.unique().numel(), bool((labels[:60] == labels[0]).all())
     (2, True)
     """
-    nbr = indices.long()
-    log_den, err = log_den.double().to(nbr.device), log_den_err.double().to(nbr.device)
+    nbr = indices.detach().cpu().long().numpy()
+    log_den = log_den.detach().double().cpu().numpy()
+    err = log_den_err.detach().double().cpu().numpy()
     rho_c = log_den - (log_den - Z * err).min() + 1.0
     g = rho_c - err
     centres, remover = _centres(g, nbr, k)
     label = _assign(g, nbr, centres, remover)
     bord, bord_err = _saddles(g, rho_c, err, nbr, k, label, centres)
-    owner = _merge(rho_c[centres].cpu(), err[centres].cpu(), bord.cpu(), bord_err.cpu(), Z)
-    survivors = owner.unique()  # ascending: DADApy's final numbering
-    renumber = torch.full((owner.numel(),), -1, dtype=torch.long)
-    renumber[survivors] = torch.arange(survivors.numel())
-    return renumber[owner].to(nbr.device)[label]
+    owner = _merge(rho_c[centres], err[centres], bord, bord_err, Z)
+    survivors = np.unique(owner)  # ascending: DADApy's final numbering
+    renumber = np.full(owner.size, -1, dtype=np.int64)
+    renumber[survivors] = np.arange(survivors.size)
+    return torch.from_numpy(renumber[owner][label]).to(indices.device)
