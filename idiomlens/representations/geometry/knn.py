@@ -176,12 +176,12 @@ class Workspace:
     """Scratch memory that successive :func:`knn_graph` calls reuse.
 
     A fresh ``[5000, 5000]`` float32 block costs page faults on first touch, so a loop
-    over layers hands every search the same block, and successive calls borrow the
-    same one (:func:`spare_workspace`). On the CPU the block is numpy's,
-    which asks Linux for transparent huge pages on large arrays: the first packed
-    triangle of 5,000 x 512 points into it took 151 ms, against 171 ms into a fresh
-    ``torch.empty`` (AMD EPYC, one thread; 148 ms into touched memory). Holds at most
-    one block (:data:`BLOCK_BYTES`) until garbage-collected.
+    over layers hands every search the same block, and successive calls borrow the same
+    one (:func:`spare_workspace`). On the CPU the block is numpy's, which asks Linux for
+    transparent huge pages on large arrays: the first packed triangle of 5,000 x 512
+    points into it took 151 ms, against 171 ms into a fresh ``torch.empty`` (AMD EPYC,
+    one thread; 148 ms into touched memory). Holds at most one block
+    (:data:`BLOCK_BYTES`) until garbage-collected.
     """
 
     def __init__(self) -> None:
@@ -191,7 +191,7 @@ class Workspace:
         """A contiguous ``[rows, cols]`` float32 tensor on ``device`` (contents undefined)."""
         buf = self._buffer
         if buf is None or buf.numel() < rows * cols or buf.device != device:
-            self._buffer = None  # the old block goes before the new one is allocated
+            self._buffer = buf = None  # the old block goes before the new one comes
             if device.type == "cpu":
                 buf = torch.from_numpy(np.empty(rows * cols, dtype=np.float32))
             else:
@@ -211,7 +211,7 @@ class Workspace:
 
 
 #: a CPU block of at most this many bytes is kept between calls by :func:`spare_workspace`
-#: (the packed triangle of up to 11,300 points; 0: none is kept)
+#: (the packed triangle of up to 11,450 points; 0: none is kept)
 SPARE_WORKSPACE_BYTES = 256 * 2**20
 _SPARE: list[Workspace] = []
 _SPARE_LOCK = threading.Lock()
