@@ -18,6 +18,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from ..._blas import torch_on_one_thread
 from ..result import Representations
 from .graphs import graph_for
 from .knn import KNNGraph, resolve_device, spare_workspace, unique_rows
@@ -143,7 +144,9 @@ def iter_layers(
     ``plan(keep) -> (k, ranks, k_other)`` sizes the graph of ``reps`` and that of ``other``.
     """
     dev = resolve_device(device)
-    with spare_workspace() as scratch:  # one search block for every layer and call
+    # torch on one thread between the searches: its OpenMP threads' busy-waiting would
+    # take the cores the searches' own pool needs (see torch_on_one_thread)
+    with torch_on_one_thread(), spare_workspace() as scratch:  # one search block for all
         for layer in tqdm(layers, desc=desc, unit="layer", disable=not progress):
             x = _vectors(reps, layer, dev)
             keep = unique_rows(x)
