@@ -16,8 +16,9 @@ gives the same neighbours and values (the tests hold both to the same references
 :func:`native_status` says which and why.
 
 The library is built with ``-O3 -ffp-contract=off`` and, with GCC on x86-64, one clone
-per ISA level (x86-64-v4 / v3 / baseline) chosen when it loads, so a cache shared between
-machines stays valid and every machine does the same float operations.
+per ISA level (x86-64-v4 / v3 / baseline) chosen when it loads (a plain build where the
+compiler or C library cannot: GCC before 11, musl), so a cache shared between machines
+stays valid and every machine does the same float operations.
 """
 
 from __future__ import annotations
@@ -176,9 +177,12 @@ def _build() -> KNNKernels | str:
                 os.close(fd)
             except OSError:
                 continue  # not writable: the next folder
-            run = subprocess.run(
-                [*cc, *FLAGS, "-o", tmp, str(SOURCE)], capture_output=True, text=True
-            )
+            for extra in ([], ["-DIDIOMLENS_NO_CLONES"]):  # no ifunc (musl), older GCC
+                run = subprocess.run(
+                    [*cc, *FLAGS, *extra, "-o", tmp, str(SOURCE)], capture_output=True, text=True
+                )
+                if run.returncode == 0:
+                    break
             if run.returncode != 0:
                 os.unlink(tmp)
                 return f"{' '.join(cc)} failed: {run.stderr.strip()[-500:]}"

@@ -2,8 +2,9 @@
  *
  * Compiled at first use by idiomlens/_native/__init__.py (any C compiler; without one,
  * or if the build fails, the search runs its numpy path, which gives the same results).
- * Built with -O3 -ffp-contract=off and, on x86-64, one clone per ISA level, so every
- * machine computes the same float operations in the same order.
+ * Built with -O3 -ffp-contract=off and, with GCC on x86-64, one clone per ISA level
+ * (without them where that fails: -DIDIOMLENS_NO_CLONES), so every machine computes the
+ * same float operations in the same order.
  *
  * The search ranks row i by h[i, j] = hsq[j] - p[i, j] (float32, one subtraction, the
  * same rounding as numpy's), where p is the product x_i . x_j. The products of a block of
@@ -18,7 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(IDIOMLENS_NO_CLONES)
 #define CLONES __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
 #define CLONES

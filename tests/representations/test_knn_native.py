@@ -176,3 +176,27 @@ def test_torch_on_one_thread_counts_nested_and_concurrent_uses():
     t.join()
     assert seen == [(1, before)]
     assert torch.get_num_threads() == before
+
+
+@needs_kernels
+def test_a_build_without_isa_clones_is_tried_and_ranks_the_same(fresh_loader, monkeypatch):
+    """Where the clones cannot be built (GCC before 11, musl), a plain build is used; it
+    is the baseline code every machine without AVX2 runs, and ranks as the other."""
+    real_run = _native.subprocess.run
+    tried: list[bool] = []
+
+    def no_clones(args, **kwargs):
+        tried.append("-DIDIOMLENS_NO_CLONES" in args)
+        if not tried[-1]:
+            return real_run(["false"], **kwargs)
+        return real_run(args, **kwargs)
+
+    monkeypatch.setattr(_native.subprocess, "run", no_clones)
+    plain = _native.knn_kernels()
+    assert tried == [False, True] and plain is not None
+    h = _h(1, 40, 900, None)
+    parts = [(np.ascontiguousarray(-h[:, :300].T), 0, 1), (np.ascontiguousarray(-h[:, 300:]), 300, 0)]  # fmt: skip
+    hsq = np.zeros(900, np.float32)
+    got = knn._rank_native(plain, parts, hsq, 10, 40, 30, threading.local())
+    want = knn._rank_native(kernels, parts, hsq, 10, 40, 30, threading.local())
+    assert all(np.array_equal(a, b) for a, b in zip(got, want, strict=True))
