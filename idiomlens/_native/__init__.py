@@ -154,6 +154,10 @@ def _cache_dir() -> Path:
     return Path(base) / "idiomlens" / "native"
 
 
+class BuildFailed(str):
+    """Why there are no kernels, when a compiler was there and failed (worth a warning)."""
+
+
 def _build() -> KNNKernels | str:
     """The loaded kernels, or why there are none."""
     if os.environ.get("IDIOMLENS_NATIVE", "1").strip().lower() in ("0", "false", "no", "off"):
@@ -177,15 +181,23 @@ def _build() -> KNNKernels | str:
                 os.close(fd)
             except OSError:
                 continue  # not writable: the next folder
+            error = ""
             for extra in ([], ["-DIDIOMLENS_NO_CLONES"]):  # no ifunc (musl), older GCC
-                run = subprocess.run(
-                    [*cc, *FLAGS, *extra, "-o", tmp, str(SOURCE)], capture_output=True, text=True
-                )
-                if run.returncode == 0:
+                try:
+                    run = subprocess.run(
+                        [*cc, *FLAGS, *extra, "-o", tmp, str(SOURCE)],
+                        capture_output=True, text=True, timeout=300,
+                    )  # fmt: skip
+                except (OSError, subprocess.TimeoutExpired) as err:
+                    error = str(err)
+                    continue
+                if run.returncode == 0 and os.path.getsize(tmp):
+                    error = ""
                     break
-            if run.returncode != 0:
+                error = run.stderr.strip()[-500:] or f"exit status {run.returncode}, no library"
+            if error:
                 os.unlink(tmp)
-                return f"{' '.join(cc)} failed: {run.stderr.strip()[-500:]}"
+                return BuildFailed(f"{' '.join(cc)} failed: {error}")
             os.replace(tmp, path)  # atomic: a concurrent build gives the same file
         try:
             return KNNKernels(ctypes.CDLL(str(path)), path)
@@ -202,7 +214,7 @@ def knn_kernels() -> KNNKernels | None:
                 got = _build()
                 _STATE["kernels"] = got if isinstance(got, KNNKernels) else None
                 _STATE["why"] = f"loaded {got.path}" if isinstance(got, KNNKernels) else got
-                if _STATE["kernels"] is None and "failed" in _STATE["why"]:
+                if isinstance(got, BuildFailed):
                     warnings.warn(
                         f"idiomlens: the kNN search's C kernels did not build, so it runs "
                         f"its numpy path (same results, slower): {_STATE['why']}",

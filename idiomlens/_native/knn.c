@@ -10,13 +10,15 @@
  * same rounding as numpy's), where p is the product x_i . x_j. The products of a block of
  * rows arrive in "pieces": a ROW piece holds p[t, q] for the block's row t and column
  * col0 + q (row-major, leading dimension ld); a COL piece holds p[q, t] (the transposed
- * layout: the part of the packed upper triangle below the diagonal). The result of
- * rank_block equals a stable sort of every row by (value, column), the row's own column
- * left out, cut at `depth`.
+ * layout: the part of the packed upper triangle below the diagonal). group_minima gives
+ * every row's group minima, numpy partitions them into a bound on the row's depth-th
+ * value, collect gives the entries at or below it in column order, and numpy sorts
+ * those: together, a stable sort of every row by (value, column), the row's own column
+ * left out, cut at depth (knn._rank_native). exact_f32 / exact_f64 give the exact
+ * distances at a few ranks.
  */
 #include <math.h>
 #include <stdint.h>
-#include <stdlib.h>
 #include <string.h>
 
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(IDIOMLENS_NO_CLONES)

@@ -429,7 +429,8 @@ def _search_cpu(
     xs, hsq = x32.numpy(), half_sq.numpy()
     xe = (x if x.dtype in (torch.float32, torch.float64) else x.float()).numpy()  # uncentred
     xe = np.ascontiguousarray(xe)
-    kernels = knn_kernels() if not far else None
+    kernels = knn_kernels()
+    native_rank = kernels is not None and not far  # far ranks: rows built for their sort
     symmetric = _symmetric(n)
     rows = TASK_ROWS if symmetric else max(1, min(TASK_ROWS, BLOCK_BYTES["cpu"] // (4 * n)))
     starts = list(range(0, n, rows))
@@ -453,7 +454,7 @@ def _search_cpu(
 
     def rank(s: int) -> None:
         e = min(n, s + rows)
-        if kernels is not None:
+        if native_rank:
             if upper_rows:  # earlier blocks' columns s..e (transposed layout), then its own
                 parts = [(upper_rows[c][:, s - c : e - c], c, 1) for c in range(0, s, rows)]
                 parts.append((upper_rows[s], s, 0))
@@ -594,11 +595,9 @@ def _exact_cpu(
     task reuses its thread's). Fresh slabs per call cost page faults: 66-80 against
     19 ms for 5,000 x 6 ranks of 512 dims in 256-row calls (AMD EPYC Zen 4)."""
     out = np.empty(cols.shape, dtype=np.float64)
-    if buffers is None or buffers[0].shape[1:] != (cols.shape[1], x.shape[1]):
+    if buffers is None or buffers[0].shape[1:] != cols.shape[1:] + x.shape[1:] or buffers[0].dtype != x.dtype:  # fmt: skip
         buffers = _exact_buffers(cols.shape[1], x)
     rows, diff = buffers
-    if rows.dtype != x.dtype:
-        rows = np.empty(rows.shape, x.dtype)
     step = rows.shape[0]
     for s in range(0, cols.shape[0], step):
         e = min(cols.shape[0], s + step)
@@ -621,7 +620,7 @@ def exact_distances(x: Tensor, cols: Tensor, start: int = 0) -> Tensor:
     [[5.0, 10.0], [5.0, 5.0], [5.0, 10.0]]
     """
     if cols.numel() and (int(cols.min()) < 0 or int(cols.max()) >= x.shape[0]):
-        raise IndexError(f"neighbour indices must lie in [0, {x.shape[0]}); got {cols.min()}..{cols.max()}")  # fmt: skip
+        raise IndexError(f"neighbour indices must lie in [0, {x.shape[0]}); got {int(cols.min())}..{int(cols.max())}")  # fmt: skip
     if start < 0 or start + cols.shape[0] > x.shape[0]:
         raise IndexError(f"rows {start}..{start + cols.shape[0]} are not all among {x.shape[0]} points")  # fmt: skip
     if x.device.type == "cpu":
