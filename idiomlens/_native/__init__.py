@@ -8,9 +8,9 @@ partitions the minima and sorts the survivors (its AVX-512 sorts beat a C one).
 
 :func:`knn_kernels` compiles ``knn.c`` once per source, compiler and machine type with the
 C compiler it finds (``$CC``, else ``cc``, ``gcc`` or ``clang``) into
-``$IDIOMLENS_NATIVE_CACHE`` (default ``~/.cache/idiomlens/native``; a temporary folder
-where that is not writable), about a second, and loads it; later processes load the
-cached library. Without a compiler, where the build fails, or with
+``$IDIOMLENS_NATIVE_CACHE`` (default ``~/.cache/idiomlens/native``; a private temporary
+folder of the process where that is not writable), about a second, and loads it; later
+processes load the cached library. Without a compiler, where the build fails, or with
 ``IDIOMLENS_NATIVE=0``, it returns ``None`` and the search runs its numpy path, which
 gives the same neighbours and values (the tests hold both to the same references);
 :func:`native_status` says which and why.
@@ -169,10 +169,10 @@ def _build() -> KNNKernels | str:
     key = hashlib.sha256(
         b"\0".join([source, " ".join(cc + list(FLAGS)).encode(), platform.machine().encode()])
     ).hexdigest()[:16]
-    for folder in (
-        _cache_dir(),
-        Path(tempfile.gettempdir()) / f"idiomlens-native-{getattr(os, 'getuid', lambda: 0)()}",
-    ):
+    for place in (_cache_dir(), None):
+        # where the cache is not writable: a private folder of this process (a shared,
+        # predictable one under /tmp would let another user plant the library)
+        folder = place or Path(tempfile.mkdtemp(prefix="idiomlens-native-"))
         path = folder / f"knn-{key}.so"
         if not path.exists():
             try:

@@ -200,3 +200,14 @@ def test_a_build_without_isa_clones_is_tried_and_ranks_the_same(fresh_loader, mo
     got = knn._rank_native(plain, parts, hsq, 10, 40, 30, threading.local())
     want = knn._rank_native(kernels, parts, hsq, 10, 40, 30, threading.local())
     assert all(np.array_equal(a, b) for a, b in zip(got, want, strict=True))
+
+
+@needs_kernels
+def test_an_unwritable_cache_builds_in_a_private_folder(fresh_loader, monkeypatch):
+    blocker = fresh_loader / "a-file"
+    blocker.write_text("")
+    monkeypatch.setenv("IDIOMLENS_NATIVE_CACHE", str(blocker / "cache"))  # cannot be made
+    got = _native.knn_kernels()
+    assert got is not None
+    folder = got.path.parent
+    assert folder.name.startswith("idiomlens-native-") and (folder.stat().st_mode & 0o077) == 0
