@@ -98,7 +98,7 @@ def test_cpu_row_selection_equals_a_stable_sort(levels, cols):
     """Ties at and below each row's bound are kept in column order, as a stable sort,
     whether the bound is a group-minima bound (long rows, small depths) or exact; rows
     with many ties at the bound are ranked one by one."""
-    from idiomlens.representations.geometry.knn import _smallest
+    from idiomlens.representations.geometry.ranking import _smallest
 
     rng = np.random.default_rng(levels or 0)
     h = rng.standard_normal((61, cols)).astype(np.float32)
@@ -116,7 +116,7 @@ def test_cpu_row_selection_equals_a_stable_sort(levels, cols):
 @pytest.mark.parametrize("shape", [(0, 5), (1, 1), (3, 7), (61, 4001), (256, 5000)])
 @pytest.mark.parametrize("density", [0.0, 0.02, 0.5, 1.0])
 def test_packed_bit_positions_equal_flatnonzero(shape, density):
-    from idiomlens.representations.geometry.knn import _flat_true
+    from idiomlens.representations.geometry.ranking import _flat_true
 
     mask = np.random.default_rng(shape[0]).random(shape) < density
     assert np.array_equal(_flat_true(mask), np.flatnonzero(mask))

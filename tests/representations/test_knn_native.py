@@ -12,7 +12,7 @@ import torch
 
 from idiomlens import _native
 from idiomlens._blas import pool_threads, torch_on_one_thread
-from idiomlens.representations.geometry import knn
+from idiomlens.representations.geometry import knn, ranking
 
 HAVE_CC = any(shutil.which(c) for c in ("cc", "gcc", "clang"))
 kernels = knn.knn_kernels() if HAVE_CC else None
@@ -56,7 +56,7 @@ def test_native_rows_equal_a_stable_sort(n, levels, cuts):
     want_h = h.copy()
     want_h[np.arange(r), row0 + np.arange(r)] = np.inf
     for depth in sorted({1, 5, 17, min(100, n - 1)}):
-        values, cols = knn._rank_native(kernels, parts, hsq, row0, r, depth, threading.local())
+        values, cols = ranking._rank_native(kernels, parts, hsq, row0, r, depth, threading.local())
         want = np.argsort(want_h, axis=1, kind="stable")[:, :depth]
         assert np.array_equal(cols, want), depth
         assert np.array_equal(values, np.take_along_axis(want_h, want, 1)), depth
@@ -197,8 +197,8 @@ def test_a_build_without_isa_clones_is_tried_and_ranks_the_same(fresh_loader, mo
     h = _h(1, 40, 900, None)
     parts = [(np.ascontiguousarray(-h[:, :300].T), 0, 1), (np.ascontiguousarray(-h[:, 300:]), 300, 0)]  # fmt: skip
     hsq = np.zeros(900, np.float32)
-    got = knn._rank_native(plain, parts, hsq, 10, 40, 30, threading.local())
-    want = knn._rank_native(kernels, parts, hsq, 10, 40, 30, threading.local())
+    got = ranking._rank_native(plain, parts, hsq, 10, 40, 30, threading.local())
+    want = ranking._rank_native(kernels, parts, hsq, 10, 40, 30, threading.local())
     assert all(np.array_equal(a, b) for a, b in zip(got, want, strict=True))
 
 
