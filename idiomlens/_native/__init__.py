@@ -61,7 +61,7 @@ class KNNKernels:
     def __init__(self, lib: ctypes.CDLL, path: Path) -> None:
         self.path = path
         self._minima = lib.group_minima
-        self._minima.restype = None
+        self._minima.restype = ctypes.c_int
         self._minima.argtypes = [_P, _I, _P, _I, _I, _I, _I, _P, _P]
         self._collect = lib.collect
         self._collect.restype = None
@@ -92,10 +92,15 @@ class KNNKernels:
         largest kind-1 piece)."""
         f4 = np.float32
         self._check(pieces=(pieces, PIECE), hsq=(hsq, f4), mins=(mins, f4), scratch=(scratch, f4))
-        self._minima(
+        transposed = pieces["m"][pieces["kind"] == 1]
+        need = int((-(-transposed // size)).max(initial=0)) * rows
+        if mins.shape[0] != rows or scratch.size < need:
+            raise ValueError(f"mins needs {rows} rows and scratch {need} floats")
+        if self._minima(
             pieces.ctypes.data, len(pieces), hsq.ctypes.data, row0, rows, size,
             mins.shape[1], mins.ctypes.data, scratch.ctypes.data,
-        )  # fmt: skip
+        ):  # fmt: skip
+            raise ValueError(f"mins has {mins.shape[1]} columns, not the pieces' groups")
 
     def collect(
         self,
@@ -117,6 +122,11 @@ class KNNKernels:
             pieces=(pieces, PIECE), hsq=(hsq, f4), bound=(bound, f4), values=(values, f4),
             cols=(cols, i8), counts=(counts, i8),
         )  # fmt: skip
+        if not (
+            0 <= lo <= hi <= bound.size and values.shape == cols.shape
+            and values.shape[0] == hi - lo and counts.size >= hi - lo
+        ):  # fmt: skip
+            raise ValueError("collect: rows, bound, values, cols and counts do not agree")
         self._collect(
             pieces.ctypes.data, len(pieces), hsq.ctypes.data, row0, lo, hi,
             bound.ctypes.data, values.shape[1], values.ctypes.data, cols.ctypes.data,

@@ -50,11 +50,14 @@ static inline int64_t piece_groups(const piece_t *pc, int64_t size) {
 /* Step 1 of a block's ranking: mins[t * total + g], the minimum of row t's h over its
  * group g (the groups of all pieces side by side, ``total`` in all: piece_groups each),
  * the row's own column left out. size: columns per group; scratch: piece_groups * r
- * floats for the largest COL piece. */
+ * floats for the largest COL piece. Returns -1 (and writes nothing) when total is not
+ * the pieces' number of groups. */
 CLONES
-void group_minima(const piece_t *pieces, int64_t n_pieces, const float *hsq, int64_t row0,
-                  int64_t r, int64_t size, int64_t total, float *mins, float *scratch) {
-    int64_t g0 = 0;
+int group_minima(const piece_t *pieces, int64_t n_pieces, const float *hsq, int64_t row0,
+                 int64_t r, int64_t size, int64_t total, float *mins, float *scratch) {
+    int64_t g0 = 0, want = 0;
+    for (int64_t k = 0; k < n_pieces; k++) want += piece_groups(&pieces[k], size);
+    if (want != total) return -1; /* the caller sized mins for other groups: write nothing */
     for (int64_t k = 0; k < n_pieces; k++) {
         const piece_t *pc = &pieces[k];
         const int64_t G = piece_groups(pc, size);
@@ -104,6 +107,7 @@ void group_minima(const piece_t *pieces, int64_t n_pieces, const float *hsq, int
         }
         g0 += G;
     }
+    return 0;
 }
 
 /* Step 2: the entries of rows lo .. hi at or below their bound, the row's own column left

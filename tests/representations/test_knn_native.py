@@ -211,3 +211,16 @@ def test_an_unwritable_cache_builds_in_a_private_folder(fresh_loader, monkeypatc
     assert got is not None
     folder = got.path.parent
     assert folder.name.startswith("idiomlens-native-") and (folder.stat().st_mode & 0o077) == 0
+
+
+@needs_kernels
+def test_the_kernels_refuse_buffers_of_the_wrong_size():
+    p = np.zeros((8, 50), np.float32)
+    pieces = np.array([(p.ctypes.data, 50, 50, 0, 0)], _native.PIECE)
+    hsq = np.zeros(50, np.float32)
+    mins = np.empty((8, 24), np.float32)  # 25 groups of 2 columns, not 24
+    with pytest.raises(ValueError, match="not the pieces' groups"):
+        kernels.group_minima(pieces, hsq, 0, 8, 2, mins, np.empty(1, np.float32))
+    with pytest.raises(ValueError, match="do not agree"):
+        vals, cols = np.empty((8, 4), np.float32), np.empty((8, 4), np.int64)
+        kernels.collect(pieces, hsq, 0, 0, 9, np.zeros(8, np.float32), vals, cols, np.empty(8, np.int64))  # fmt: skip
