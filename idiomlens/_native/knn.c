@@ -178,55 +178,34 @@ void collect(const piece_t *pieces, int64_t n_pieces, const float *hsq, int64_t 
     }
 }
 
-/* out[t, c] = |x[row0 + t] - x[cols[t, c]]|, float64 differences of float32 rows, summed
- * in eight lanes and then pairwise (the same order on every machine). */
-CLONES
-void exact_f32(const float *x, int64_t d, const int64_t *cols, int64_t r, int64_t k,
-               int64_t row0, double *out) {
-    for (int64_t t = 0; t < r; t++) {
-        const float *xi = x + (row0 + t) * d;
-        for (int64_t c = 0; c < k; c++) {
-            const float *xj = x + cols[t * k + c] * d;
-            double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-            int64_t e = 0;
-            for (; e + 8 <= d; e += 8)
-                for (int l = 0; l < 8; l++) {
-                    const double u = (double)xj[e + l] - (double)xi[e + l];
-                    acc[l] += u * u;
-                }
-            for (int l = 0; e + l < d; l++) {
-                const double u = (double)xj[e + l] - (double)xi[e + l];
-                acc[l] += u * u;
-            }
-            const double s = ((acc[0] + acc[1]) + (acc[2] + acc[3])) +
-                             ((acc[4] + acc[5]) + (acc[6] + acc[7]));
-            out[t * k + c] = sqrt(s);
-        }
+/* out[t, c] = |x[row0 + t] - x[cols[t, c]]|, float64 differences of the rows (float32
+ * in exact_f32, float64 in exact_f64), summed in eight lanes and then pairwise (the same
+ * order on every machine). */
+#define EXACT(NAME, T)                                                                    \
+    CLONES                                                                                \
+    void NAME(const T *x, int64_t d, const int64_t *cols, int64_t r, int64_t k,           \
+              int64_t row0, double *out) {                                                \
+        for (int64_t t = 0; t < r; t++) {                                                 \
+            const T *xi = x + (row0 + t) * d;                                             \
+            for (int64_t c = 0; c < k; c++) {                                             \
+                const T *xj = x + cols[t * k + c] * d;                                    \
+                double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};                                 \
+                int64_t e = 0;                                                            \
+                for (; e + 8 <= d; e += 8)                                                \
+                    for (int l = 0; l < 8; l++) {                                         \
+                        const double u = (double)xj[e + l] - (double)xi[e + l];           \
+                        acc[l] += u * u;                                                  \
+                    }                                                                     \
+                for (int l = 0; e + l < d; l++) {                                         \
+                    const double u = (double)xj[e + l] - (double)xi[e + l];               \
+                    acc[l] += u * u;                                                      \
+                }                                                                         \
+                const double s = ((acc[0] + acc[1]) + (acc[2] + acc[3])) +                \
+                                 ((acc[4] + acc[5]) + (acc[6] + acc[7]));                 \
+                out[t * k + c] = sqrt(s);                                                 \
+            }                                                                             \
+        }                                                                                 \
     }
-}
 
-/* exact_f32 for float64 rows */
-CLONES
-void exact_f64(const double *x, int64_t d, const int64_t *cols, int64_t r, int64_t k,
-               int64_t row0, double *out) {
-    for (int64_t t = 0; t < r; t++) {
-        const double *xi = x + (row0 + t) * d;
-        for (int64_t c = 0; c < k; c++) {
-            const double *xj = x + cols[t * k + c] * d;
-            double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-            int64_t e = 0;
-            for (; e + 8 <= d; e += 8)
-                for (int l = 0; l < 8; l++) {
-                    const double u = xj[e + l] - xi[e + l];
-                    acc[l] += u * u;
-                }
-            for (int l = 0; e + l < d; l++) {
-                const double u = xj[e + l] - xi[e + l];
-                acc[l] += u * u;
-            }
-            const double s = ((acc[0] + acc[1]) + (acc[2] + acc[3])) +
-                             ((acc[4] + acc[5]) + (acc[6] + acc[7]));
-            out[t * k + c] = sqrt(s);
-        }
-    }
-}
+EXACT(exact_f32, float)
+EXACT(exact_f64, double)
